@@ -1,0 +1,175 @@
+"""Load and validate ``params.yaml``: unknown sections, keys, methods, scales and model or
+loss arguments fail here, before any work starts.
+
+Layout of params.yaml (see the file itself for every value)::
+
+    data:        where the raw data comes from (mirror / public sources)
+    prepare:     detection, alignment, filtering, splits
+    degrade:     scales, resampler
+    parse:       which parser makes the label maps
+    train:       defaults shared by every run (device, threads, data subsets, ...)
+    methods:     named recipes: model + losses + optimiser + schedule (the paper's choices)
+    runs:        what the ``train`` stage trains: ``{name: {method, scale, overrides}}``
+    chained:     runs that start from another run (``from: run``): FishFSRNet (prior from
+                 ParsingNet), GAN fine-tuning (init from the PSNR model)
+    evaluate:    test sets, metrics, border crop
+    downstream:  identity and landmark measures
+    report:      which figures and tables
+
+A run's trainer config = ``methods[method]`` deep-merged with ``runs[name].overrides``,
+plus ``method``, ``scale`` and ``run``. An ablation is a run that names its base method and
+overrides a few keys (``sparnet_v1-x8: {method: sparnet, scale: 8, overrides: {model:
+{n_att_from_back: 1}}}``), so DVC tracks exactly ``methods.<base>`` and ``runs.<name>``.
+Run names are ``<key>-x<scale>``; ``<key>`` is what the report joins paper tables on.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from .registry import ConfigError
+
+SECTIONS = {
+    "data": {"source", "mirror", "datasets", "ffhq"},
+    "prepare": None,  # validated by fsrlib.data.align.validate_prepare_params
+    "degrade": {"scales", "resampler", "blind"},
+    "parse": {"parser", "bisenet_weights", "offline", "batch_size"},
+    "train": {"device", "threads", "train_set", "val_set", "max_train_images", "max_val_images",
+              "runs_root", "progress", "dataset_workers"},
+    "methods": None,
+    "runs": None,
+    "chained": None,
+    "evaluate": {"testsets", "metrics", "crop_border", "offline", "lpips_weights", "fid",
+                 "max_images", "batch_size", "save_images", "device"},
+    "downstream": {"testsets", "identity", "landmarks", "verification_pairs", "arcface_weights",
+                   "max_images", "seed"},
+    "report": {"figure_faces", "figure_scales", "testset_for_figures"},
+}
+RUN_KEYS = {"method", "scale", "overrides", "from"}
+RUN_NAME = re.compile(r"^(?P<key>[a-z0-9_]+)-x(?P<scale>4|8|16)$")
+TESTSETS = ("celeba_test", "helen_test", "helen50")
+
+
+def load_params(path: str | os.PathLike = "params.yaml") -> dict:
+    with open(path) as f:
+        params = yaml.safe_load(f) or {}
+    return params
+
+
+def deep_merge(base: Mapping, over: Mapping | None) -> dict:
+    """Recursive dict merge; ``over`` wins; lists and scalars are replaced, not merged."""
+    out = copy.deepcopy(dict(base))
+    for k, v in (over or {}).items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def all_runs(params: Mapping) -> dict[str, dict]:
+    """Every run (independent and chained) by name, in params order."""
+    runs = dict(params.get("runs") or {})
+    for name, r in (params.get("chained") or {}).items():
+        if name in runs:
+            raise ConfigError(f"run {name!r} is both in runs and chained")
+        runs[name] = r
+    return runs
+
+
+def run_key(run_name: str) -> str:
+    """``sparnet_v1-x8`` -> ``sparnet_v1`` (what tables join on)."""
+    m = RUN_NAME.match(run_name)
+    if not m:
+        raise ConfigError(f"run name {run_name!r} must look like <key>-x<scale> (lower case, scale 4/8/16)")
+    return m["key"]
+
+
+def run_config(params: Mapping, run_name: str) -> dict:
+    """The trainer config of one run (see :mod:`fsrlib.train.trainer`)."""
+    runs = all_runs(params)
+    if run_name not in runs:
+        raise ConfigError(f"unknown run {run_name!r}; runs in params.yaml: {sorted(runs)}")
+    r = runs[run_name]
+    methods = params.get("methods") or {}
+    if r.get("method") not in methods:
+        raise ConfigError(f"run {run_name!r}: unknown method {r.get('method')!r}; methods: {sorted(methods)}")
+    cfg = deep_merge(methods[r["method"]], r.get("overrides"))
+    cfg["method"] = run_key(run_name)
+    cfg["scale"] = int(r["scale"])
+    cfg["run"] = run_name
+    if r.get("from"):
+        cfg.setdefault("init_from", None)
+        if cfg.get("recipe") == "two_stage":
+            cfg["prior_from"] = r["from"]
+        else:
+            cfg["init_from"] = r["from"]
+    return cfg
+
+
+def validate_params(params: Mapping, check_models: bool = True) -> list[str]:
+    """Raise :class:`ConfigError` on the first problem; return a list of warnings."""
+    warnings: list[str] = []
+    unknown = set(params) - set(SECTIONS)
+    if unknown:
+        raise ConfigError(f"params.yaml: unknown section(s) {sorted(unknown)}; known: {sorted(SECTIONS)}")
+    for sec, keys in SECTIONS.items():
+        if keys is None or sec not in params:
+            continue
+        extra = set(params[sec] or {}) - keys
+        if extra:
+            raise ConfigError(f"params.yaml [{sec}]: unknown key(s) {sorted(extra)}; allowed: {sorted(keys)}")
+
+    scales = set((params.get("degrade") or {}).get("scales") or [])
+    if "prepare" in params:
+        from .data.align import validate_prepare_params
+
+        validate_prepare_params(params["prepare"])
+    for sec in ("evaluate", "downstream"):
+        for t in (params.get(sec) or {}).get("testsets") or []:
+            if t not in TESTSETS:
+                raise ConfigError(f"params.yaml [{sec}]: unknown test set {t!r}; known: {list(TESTSETS)}")
+
+    runs = all_runs(params)
+    for name, r in runs.items():
+        run_key(name)
+        extra = set(r) - RUN_KEYS
+        if extra:
+            raise ConfigError(f"run {name!r}: unknown key(s) {sorted(extra)}; allowed: {sorted(RUN_KEYS)}")
+        if int(r.get("scale", 0)) != int(RUN_NAME.match(name)["scale"]):
+            raise ConfigError(f"run {name!r}: scale {r.get('scale')} does not match its name")
+        if scales and int(r["scale"]) not in scales:
+            raise ConfigError(f"run {name!r}: scale x{r['scale']} is not made by the degrade stage "
+                              f"(degrade.scales = {sorted(scales)})")
+        in_chained = name in (params.get("chained") or {})
+        if in_chained and not r.get("from"):
+            raise ConfigError(f"chained run {name!r} needs `from: <run>`")
+        if r.get("from") and not in_chained:
+            raise ConfigError(f"run {name!r} has `from:`; put it under `chained:` so DVC orders it")
+        if r.get("from") and r["from"] not in runs:
+            raise ConfigError(f"run {name!r}: `from: {r['from']}` is not a run")
+        if check_models:
+            from .train.trainer import validate_config
+
+            validate_config(run_config(params, name))
+    return warnings
+
+
+def load_and_validate(path: str | os.PathLike = "params.yaml", check_models: bool = True) -> dict:
+    params = load_params(path)
+    validate_params(params, check_models=check_models)
+    return params
+
+
+def repo_root(start: str | os.PathLike | None = None) -> Path:
+    """The folder holding params.yaml (notebooks run from notebooks/ or the repo root)."""
+    p = Path(start or os.getcwd()).resolve()
+    for q in (p, *p.parents):
+        if (q / "params.yaml").exists() and (q / "fsrlib").is_dir():
+            return q
+    raise FileNotFoundError(f"no params.yaml above {p}")

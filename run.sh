@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The project's two commands (see README):
+#   ./run.sh repro [args for `dvc repro`]   set up if needed, get the raw data, run the pipeline
+#   ./run.sh test  [args for `pytest`]      set up if needed, run the test suite
+# Set-up = a virtual environment in .venv (FSR_VENV to change) with requirements.txt,
+# reinstalled when requirements.txt or pyproject.toml change.
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${FSR_VENV:-.venv}"
+PY="$VENV/bin/python"
+
+ensure_env() {
+  local stamp="$VENV/.fsr-stamp" want
+  want="$(cat requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
+  if [ ! -x "$PY" ]; then
+    echo "[run.sh] creating $VENV (python3 = $(python3 --version 2>&1))"
+    python3 -m venv "$VENV"
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "[run.sh] installing requirements into $VENV (torch from this machine's disk: about a minute)"
+    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -q -r requirements.txt
+    echo "$want" > "$stamp"
+  fi
+  export PATH="$PWD/$VENV/bin:$PATH"
+}
+
+ensure_raw_data() {
+  # data/raw is tracked by data.dvc. Collaborators with a DVC remote pull it; everyone
+  # else fetches it from a local mirror (params.yaml data.mirror / $FSR_DATA_MIRROR) or
+  # from the public sources (data.source: public), checksummed either way.
+  if [ -f data/raw/MANIFEST.csv ]; then return; fi
+  if [ -n "$(dvc remote list 2>/dev/null)" ] && dvc pull -q data.dvc; then return; fi
+  fsr download
+}
+
+cmd="${1:-}"; shift || true
+case "$cmd" in
+  repro)
+    ensure_env
+    ensure_raw_data
+    dvc repro "$@"
+    ;;
+  test)
+    ensure_env
+    python -m pytest "$@"
+    ;;
+  *)
+    echo "usage: ./run.sh repro [dvc repro args] | ./run.sh test [pytest args]" >&2
+    exit 2
+    ;;
+esac

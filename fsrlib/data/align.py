@@ -1,0 +1,473 @@
+"""Face detection, 68-point landmarks, similarity alignment to a fixed 128x128 template,
+and the ``prepare`` stage.
+
+Detector and landmarks
+    dlib's HOG frontal-face detector and its 68-point shape predictor
+    (``shape_predictor_68_face_landmarks.dat`` from the ``face_recognition_models`` package,
+    located on disk without importing that package). The detector runs on the image
+    (shrunk to at most ``detect_max_side`` px); when it finds nothing it runs again on the
+    image upsampled once (``detect_upsample``). The **largest** face is kept; the number of
+    faces found is recorded in the notes.
+
+Template (the 128 x 128 HR frame; pixel centres at integer coordinates, x right, y down)
+    At ``margin = 1`` the template puts
+
+    ==================  ================
+    point               (x, y)
+    ==================  ================
+    image-left eye      (44.0, 50.0)     mean of landmarks 37-42 (the subject's right eye)
+    image-right eye     (84.0, 50.0)     mean of landmarks 43-48
+    mouth centre        (64.0, 94.0)     mean of the outer-lip landmarks 49-60
+    ==================  ================
+
+    (1-based iBUG numbering), i.e. 40 px between the eyes and 44 px from the eyes' midpoint
+    down to the mouth. ``margin`` shrinks the face about the frame centre (64, 64):
+    ``p = c + (p1 - c) / margin`` with ``c = (64, 64)``. The default ``margin = 1.2`` gives
+    eyes at (47.3, 52.3) / (80.7, 52.3) and the mouth at (64, 89): the whole face from the
+    forehead to the chin, some hair and the top of the neck. The similarity (rotation,
+    uniform scale, translation) is the least-squares fit of the three detected points onto
+    the three template points.
+
+Resampling
+    Crops that shrink the source by more than 1/0.9 are first reduced with area averaging
+    (``cv2.INTER_AREA``) to the target scale, then warped with bicubic interpolation; parts
+    of the frame outside the source image are black (like the mirror's own padding).
+    ``black_frac`` (share of pure-black pixels in the crop) is recorded; crops above
+    ``max_black_frac`` are rejected as ``out_of_frame``.
+
+Rejects (``rejects.csv``: file, dataset, reason, detail)
+    ``unreadable`` (missing, empty, truncated, not an image), ``transparent`` (alpha with
+    transparent pixels), ``grayscale`` (a single-channel photo or an RGB photo whose
+    channels are equal: it has no colour for an RGB SR target; on by default,
+    ``reject_grayscale``), ``too_small`` (face extent below ``min_face_size``: the mirror's
+    ``face_extent_px`` when the index has it, the detected landmark extent otherwise),
+    ``no_face`` (nothing detected, even upsampled), ``out_of_frame`` (see above).
+    Handled, not rejected (recorded in ``notes``): EXIF orientation, CMYK, palette, opaque
+    alpha, 16-bit.
+
+Splits
+    CelebA is split **by identity**: identities sorted, shuffled with
+    ``numpy.random.default_rng(split_seed)``, cut by ``split_fractions`` (train, val, test)
+    of the identity count. The split is computed on the raw index, before any reject, so a
+    change of reject rules never moves an identity. Helen keeps its official train/test;
+    ``helen50`` marks the first 50 *kept* Helen test faces in file-name order (the papers'
+    list is not public; this rule is deterministic and documented).
+"""
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fsrlib.io import BadImage, is_effectively_gray, read_image
+
+__all__ = [
+    "DEFAULTS", "TEMPLATE_BASE", "template_points", "model_path", "FaceAligner",
+    "key_points", "similarity_from_points", "apply_transform", "read_pts", "split_identities",
+    "prepare", "AlignResult",
+]
+
+HR_SIZE = 128
+#: template points at margin 1 for a 128 frame: image-left eye, image-right eye, mouth centre
+TEMPLATE_BASE = np.array([[44.0, 50.0], [84.0, 50.0], [64.0, 94.0]], dtype=np.float64)
+
+DEFAULTS: dict[str, Any] = {
+    "hr_size": 128,
+    "margin": 1.2,
+    "min_face_size": 80,          # px, landmark extent in the original photo (~77 px in the crop at margin 1.2)
+    "reject_grayscale": True,
+    "max_black_frac": 0.25,
+    "detect_max_side": 640,
+    "detect_upsample": 1,         # extra pyramid up-sampling tried when nothing is found
+    "helen_gt_fallback": True,    # align a Helen face on its ground-truth points if dlib misses it
+    "split_seed": 0,
+    "split_fractions": [0.8, 0.1, 0.1],
+    "helen50_n": 50,
+    "workers": 2,
+}
+
+
+# ====================================================================== template and geometry
+def template_points(size: int = HR_SIZE, margin: float = DEFAULTS["margin"]) -> np.ndarray:
+    """(3, 2) template: image-left eye, image-right eye, mouth centre, in a ``size`` frame."""
+    c = np.array([64.0, 64.0])
+    p = c + (TEMPLATE_BASE - c) / float(margin)
+    # the template is defined in a 128 frame with pixel centres at 0..127
+    return (p + 0.5) * (size / 128.0) - 0.5
+
+
+def key_points(lm68: np.ndarray) -> np.ndarray:
+    """(3, 2): mean of iBUG points 37-42, mean of 43-48, mean of outer lip 49-60."""
+    lm68 = np.asarray(lm68, dtype=np.float64)
+    return np.stack([lm68[36:42].mean(0), lm68[42:48].mean(0), lm68[48:60].mean(0)])
+
+
+def similarity_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (no reflection) mapping ``src`` onto ``dst``: a 2x3 matrix."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    n = len(src)
+    a = np.zeros((2 * n, 4))
+    b = dst.reshape(-1)
+    a[0::2] = np.c_[src[:, 0], -src[:, 1], np.ones(n), np.zeros(n)]
+    a[1::2] = np.c_[src[:, 1], src[:, 0], np.zeros(n), np.ones(n)]
+    (p, q, tx, ty), *_ = np.linalg.lstsq(a, b, rcond=None)
+    return np.array([[p, -q, tx], [q, p, ty]])
+
+
+def apply_transform(m: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    pts = np.asarray(pts, np.float64)
+    return pts @ m[:, :2].T + m[:, 2]
+
+
+def read_pts(path) -> np.ndarray:
+    """A 300-W ``.pts`` file -> (N, 2) float array, coordinates as written in the file."""
+    lines = Path(path).read_text().splitlines()
+    start = next(i for i, l in enumerate(lines) if l.strip().startswith("{")) + 1
+    end = next(i for i, l in enumerate(lines) if l.strip().startswith("}"))
+    return np.array([[float(v) for v in l.split()[:2]] for l in lines[start:end]], dtype=np.float64)
+
+
+# ====================================================================== dlib models
+def _package_dir(name: str) -> Path | None:
+    """The folder of an installed package, found without importing it."""
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        return None
+    if spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    return Path(spec.origin).parent if spec.origin else None
+
+
+def model_path(name: str = "shape_predictor_68_face_landmarks.dat") -> Path:
+    """Path of a dlib model file shipped by ``face_recognition_models``.
+
+    ``$FSR_DLIB_MODELS`` (a folder) overrides it. The package is not imported: its
+    ``__init__`` needs ``pkg_resources``, which recent environments lack."""
+    env = os.environ.get("FSR_DLIB_MODELS")
+    if env and (Path(env) / name).exists():
+        return Path(env) / name
+    d = _package_dir("face_recognition_models")
+    if d is not None and (d / "models" / name).exists():
+        return d / "models" / name
+    raise FileNotFoundError(
+        f"dlib model {name} not found: install the 'face_recognition_models' package "
+        f"(pip install face_recognition_models) or set FSR_DLIB_MODELS to a folder holding it")
+
+
+class AlignResult(dict):
+    """``ok`` True: ``image`` (HxWx3 uint8), ``landmarks`` (68x2 in the crop frame),
+    ``landmarks_src``, ``M`` (2x3 source -> crop), ``score``, ``det_size``, ``extent``,
+    ``n_faces``, ``notes``. ``ok`` False: ``reason`` and ``detail``."""
+
+
+class FaceAligner:
+    """Detect, landmark and align one image. Loads the dlib models once."""
+
+    def __init__(self, hr_size: int = HR_SIZE, margin: float = DEFAULTS["margin"],
+                 detect_max_side: int = DEFAULTS["detect_max_side"],
+                 detect_upsample: int = DEFAULTS["detect_upsample"]):
+        import dlib
+
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(model_path()))
+        self.hr_size = int(hr_size)
+        self.margin = float(margin)
+        self.detect_max_side = int(detect_max_side)
+        self.detect_upsample = int(detect_upsample)
+        self.template = template_points(self.hr_size, self.margin)
+        self._dlib = dlib
+
+    # ------------------------------------------------------------------ detection
+    def detect(self, rgb: np.ndarray):
+        """Largest face: ``(landmarks68 (68,2) in source px, score, box side px, n_faces)``
+        or ``None``."""
+        import cv2
+
+        h, w = rgb.shape[:2]
+        f = min(1.0, self.detect_max_side / max(h, w))
+        small = rgb if f == 1.0 else cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))),
+                                                interpolation=cv2.INTER_AREA)
+        small = np.ascontiguousarray(small)
+        dets, scores = [], []
+        for up in range(0, self.detect_upsample + 1):
+            d, s, _ = self.detector.run(small, up, 0.0)
+            if len(d):
+                dets, scores = list(d), list(s)
+                break
+        if not dets:
+            return None
+        areas = [r.width() * r.height() for r in dets]
+        i = int(np.argmax(areas))
+        r = dets[i]
+        # landmarks on the full-resolution image (box mapped back)
+        rr = self._dlib.rectangle(int(round(r.left() / f)), int(round(r.top() / f)),
+                                  int(round(r.right() / f)), int(round(r.bottom() / f)))
+        shape = self.predictor(np.ascontiguousarray(rgb), rr)
+        lm = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        return lm, float(scores[i]), float(max(rr.width(), rr.height())), len(dets)
+
+    # ------------------------------------------------------------------ warp
+    def warp(self, rgb: np.ndarray, m: np.ndarray) -> np.ndarray:
+        """Apply the 2x3 similarity ``m`` (source -> crop) to make the crop, with area
+        pre-reduction when shrinking."""
+        import cv2
+
+        s = float(np.hypot(m[0, 0], m[1, 0]))
+        size = self.hr_size
+        src = rgb
+        m = m.copy()
+        # restrict to the part of the source the crop sees (big photos)
+        inv = cv2.invertAffineTransform(m)
+        corners = apply_transform(inv, np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], float))
+        pad = 4.0 / min(s, 1.0) + 2
+        x0 = int(max(0, math.floor(corners[:, 0].min() - pad)))
+        y0 = int(max(0, math.floor(corners[:, 1].min() - pad)))
+        x1 = int(min(rgb.shape[1], math.ceil(corners[:, 0].max() + pad) + 1))
+        y1 = int(min(rgb.shape[0], math.ceil(corners[:, 1].max() + pad) + 1))
+        if x1 <= x0 or y1 <= y0:
+            return np.zeros((size, size, 3), np.uint8)
+        src = rgb[y0:y1, x0:x1]
+        m[:, 2] += m[:, :2] @ np.array([x0, y0], float)
+        if s < 0.9:
+            hh, ww = src.shape[:2]
+            nw, nh = max(1, round(ww * s)), max(1, round(hh * s))
+            src = cv2.resize(src, (nw, nh), interpolation=cv2.INTER_AREA)
+            fx, fy = nw / ww, nh / hh
+            # a new pixel centre x' sits at x = (x' + 0.5) / fx - 0.5 in the old pixels
+            d = np.diag([1.0 / fx, 1.0 / fy])
+            e = np.array([0.5 / fx - 0.5, 0.5 / fy - 0.5])
+            m = np.c_[m[:, :2] @ d, m[:, :2] @ e + m[:, 2]]
+        out = cv2.warpAffine(np.ascontiguousarray(src), m, (size, size), flags=cv2.INTER_CUBIC,
+                             borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        return out
+
+    # ------------------------------------------------------------------ one image
+    def align(self, rgb: np.ndarray, gt_landmarks: np.ndarray | None = None,
+              use_gt_if_missed: bool = False) -> AlignResult:
+        det = self.detect(rgb)
+        notes = []
+        if det is None:
+            if gt_landmarks is None or not use_gt_if_missed:
+                return AlignResult(ok=False, reason="no_face", detail="dlib HOG found no face (also upsampled)")
+            lm, score, size, n = np.asarray(gt_landmarks, float), float("nan"), float("nan"), 0
+            notes.append("aligned_on_gt")
+        else:
+            lm, score, size, n = det
+            if n > 1:
+                notes.append(f"faces={n}")
+        m = similarity_from_points(key_points(lm), self.template)
+        img = self.warp(rgb, m)
+        ext = float(np.max(lm.max(0) - lm.min(0)))
+        return AlignResult(ok=True, image=img, landmarks=apply_transform(m, lm), landmarks_src=lm, M=m,
+                           score=score, det_size=size, extent=ext, n_faces=n, notes=notes)
+
+
+# ====================================================================== splits
+def split_identities(identities, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> dict:
+    """Identity -> ``train`` / ``val`` / ``test``: sorted unique identities shuffled with
+    ``default_rng(seed)`` and cut at the cumulative ``fractions`` of their count."""
+    ids = sorted({int(i) for i in identities})
+    fr = np.asarray(fractions, dtype=np.float64)
+    if len(fr) != 3 or np.any(fr < 0) or fr.sum() <= 0:
+        raise ValueError(f"split_fractions must be 3 non-negative numbers, got {fractions}")
+    fr = fr / fr.sum()
+    order = np.random.default_rng(int(seed)).permutation(len(ids))
+    n = len(ids)
+    n_train = int(round(fr[0] * n))
+    n_val = int(round(fr[1] * n))
+    out = {}
+    for rank, k in enumerate(order):
+        out[ids[k]] = "train" if rank < n_train else ("val" if rank < n_train + n_val else "test")
+    return out
+
+
+# ====================================================================== the stage
+def _cfg(params: dict | None) -> dict:
+    params = dict(params or {})
+    if "prepare" in params and isinstance(params["prepare"], dict):
+        params = params["prepare"]
+    cfg = dict(DEFAULTS)
+    cfg.update({k: v for k, v in params.items() if v is not None})
+    return cfg
+
+
+_WORKER: dict = {}
+
+
+def mp_context():
+    """``fork`` where the OS has it (no re-import of ``__main__``, so scripts without a
+    ``__main__`` guard and notebooks both work), else ``spawn``."""
+    import multiprocessing as mp
+
+    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+
+
+def _init_worker(cfg):
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover
+        pass
+    _WORKER["aligner"] = FaceAligner(cfg["hr_size"], cfg["margin"], cfg["detect_max_side"], cfg["detect_upsample"])
+    _WORKER["cfg"] = cfg
+
+
+def _reject(job, reason, detail=""):
+    return {"ok": False, "file": job["file"], "dataset": job["dataset"], "reason": reason, "detail": detail}
+
+
+def _process(job) -> dict:
+    """One raw image -> a face record or a reject record (runs in a worker)."""
+    from fsrlib.io import save_image
+
+    cfg, al = _WORKER["cfg"], _WORKER["aligner"]
+    try:
+        rgb, notes = read_image(job["path"])
+    except BadImage as e:
+        return _reject(job, e.reason, e.detail)
+    if cfg["reject_grayscale"] and ("grayscale_to_rgb" in notes or is_effectively_gray(rgb)):
+        return _reject(job, "grayscale", "single-channel photo" if "grayscale_to_rgb" in notes
+                       else "RGB photo with equal channels")
+    ext_index = job.get("face_extent_px")
+    if ext_index is not None and np.isfinite(ext_index) and ext_index < cfg["min_face_size"]:
+        return _reject(job, "too_small", f"face_extent_px {ext_index:.0f} < {cfg['min_face_size']} (index)")
+    gt = None
+    if job.get("pts"):
+        try:
+            gt = read_pts(job["pts"])
+            if gt.shape != (68, 2):
+                notes.append(f"pts_shape={gt.shape}")
+                gt = None
+        except (OSError, ValueError, StopIteration) as e:
+            notes.append(f"pts_unreadable:{e.__class__.__name__}")
+            gt = None
+    r = al.align(rgb, gt_landmarks=gt, use_gt_if_missed=bool(cfg["helen_gt_fallback"]))
+    if not r["ok"]:
+        return _reject(job, r["reason"], r["detail"])
+    extent = r["extent"]
+    if not (ext_index is not None and np.isfinite(ext_index)) and extent < cfg["min_face_size"]:
+        return _reject(job, "too_small", f"detected landmark extent {extent:.0f} px < {cfg['min_face_size']}")
+    img = r["image"]
+    black = float((img.max(axis=2) == 0).mean())
+    if black > cfg["max_black_frac"]:
+        return _reject(job, "out_of_frame", f"{black:.0%} of the crop is outside the photo (black)")
+    save_image(job["out"], img)
+    gt128 = apply_transform(r["M"], gt) if gt is not None else np.full((68, 2), np.nan)
+    return {
+        "ok": True, "file": job["file"], "dataset": job["dataset"], "name": job["name"],
+        "score": r["score"], "det_size": r["det_size"], "extent_px": extent, "n_faces": r["n_faces"],
+        "black_frac": round(black, 4), "notes": ";".join(notes + r["notes"]),
+        "landmarks": r["landmarks"].astype(np.float32), "gt": gt128.astype(np.float32),
+        "M": r["M"].astype(np.float32),
+    }
+
+
+def _jobs(raw_index, raw_root: Path, out_root: Path) -> list[dict]:
+    jobs = []
+    for r in raw_index.itertuples(index=False):
+        name = Path(r.file).stem
+        ext = getattr(r, "face_extent_px", None)
+        ext = float(ext) if ext is not None and not (isinstance(ext, float) and math.isnan(ext)) else None
+        pts = None
+        if bool(getattr(r, "has_pts", False)):
+            pts = str(raw_root / Path(r.file).with_suffix(".pts"))
+        jobs.append({"file": r.file, "dataset": r.dataset, "name": name, "path": str(raw_root / r.file),
+                     "face_extent_px": ext, "pts": pts, "out": str(out_root / r.dataset / f"{name}.png")})
+    return jobs
+
+
+def prepare(raw_index, out_root="data/faces", params: dict | None = None, progress: bool = True,
+            raw_root="data/raw"):
+    """The prepare stage: align every raw image of ``raw_index`` (the DataFrame of
+    :func:`fsrlib.data.download.verify_raw`) into ``{out_root}/{dataset}/{name}.png``.
+
+    Writes ``faces.csv``, ``landmarks.npz`` (``keys`` "dataset/name", ``detected`` and
+    ``gt`` (N,68,2) float32 in the crop frame, NaN where no ground truth, ``M`` (N,2,3)
+    source -> crop) and ``rejects.csv``. Returns ``(faces_df, rejects_df)``.
+    ``params``: the ``prepare`` section of params.yaml (see :data:`DEFAULTS`)."""
+    import pandas as pd
+    from tqdm import tqdm
+
+    from fsrlib.io import atomic_path, write_csv
+
+    cfg = _cfg(params)
+    raw_root, out_root = Path(raw_root), Path(out_root)
+    idx = raw_index.reset_index(drop=True)
+    jobs = _jobs(idx, raw_root, out_root)
+
+    workers = int(cfg.get("workers", 1))
+    results = []
+    if workers <= 1 or len(jobs) < 32:
+        _init_worker(cfg)
+        for j in tqdm(jobs, desc="prepare", disable=not progress):
+            results.append(_process(j))
+    else:
+        with mp_context().Pool(workers, initializer=_init_worker, initargs=(cfg,)) as pool:
+            for res in tqdm(pool.imap(_process, jobs, chunksize=16), total=len(jobs), desc="prepare",
+                            disable=not progress):
+                results.append(res)
+
+    # splits (from the raw index, before rejects)
+    id_split = {}
+    if "identity" in idx.columns:
+        cel = idx[(idx.dataset == "celeba") & idx.identity.notna()]
+        id_split = split_identities(cel.identity.astype(int), cfg["split_fractions"], cfg["split_seed"])
+    info = {r.file: r for r in idx.itertuples(index=False)}
+
+    rows, lms, gts, ms, rej = [], [], [], [], []
+    for res in results:
+        if not res["ok"]:
+            rej.append({k: res[k] for k in ("file", "dataset", "reason", "detail")})
+            continue
+        r = info[res["file"]]
+        ident = getattr(r, "identity", None)
+        ident = int(ident) if ident is not None and not pd.isna(ident) else None
+        if res["dataset"] == "celeba":
+            split = id_split.get(ident, "train") if ident is not None else "train"
+        else:
+            split = str(getattr(r, "orig_split", "") or "train")
+        ext_index = getattr(r, "face_extent_px", None)
+        rows.append({
+            "name": res["name"], "dataset": res["dataset"], "split": split,
+            "identity": ident, "file": res["file"], "score": res["score"], "det_size": res["det_size"],
+            "extent_px": round(res["extent_px"], 1), "face_extent_px": ext_index,
+            "n_faces": res["n_faces"], "black_frac": res["black_frac"], "notes": res["notes"],
+        })
+        lms.append(res["landmarks"])
+        gts.append(res["gt"])
+        ms.append(res["M"])
+    faces = pd.DataFrame(rows, columns=["name", "dataset", "split", "identity", "file", "score", "det_size",
+                                        "extent_px", "face_extent_px", "n_faces", "black_frac", "notes"])
+    faces["identity"] = faces["identity"].astype("Int64")
+    # helen50: the first n kept Helen test faces in file-name order
+    faces["helen50"] = False
+    ht = faces[(faces.dataset == "helen") & (faces.split == "test")].sort_values("name")
+    faces.loc[ht.index[: int(cfg["helen50_n"])], "helen50"] = True
+    rejects = pd.DataFrame(rej, columns=["file", "dataset", "reason", "detail"])
+
+    out_root.mkdir(parents=True, exist_ok=True)
+    write_csv(out_root / "faces.csv", faces)
+    write_csv(out_root / "rejects.csv", rejects)
+    keys = np.array([f"{d}/{n}" for d, n in zip(faces.dataset, faces.name)])
+    with atomic_path(out_root / "landmarks.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, keys=keys,
+                     detected=np.stack(lms) if lms else np.zeros((0, 68, 2), np.float32),
+                     gt=np.stack(gts) if gts else np.zeros((0, 68, 2), np.float32),
+                     M=np.stack(ms) if ms else np.zeros((0, 2, 3), np.float32))
+    return faces, rejects
+
+
+def load_landmarks(faces_root="data/faces") -> dict:
+    """``{"dataset/name": {"detected": (68,2), "gt": (68,2) or None}}`` from landmarks.npz."""
+    z = np.load(Path(faces_root) / "landmarks.npz")
+    out = {}
+    for k, d, g in zip(z["keys"], z["detected"], z["gt"]):
+        out[str(k)] = {"detected": d, "gt": None if np.isnan(g).all() else g}
+    return out

@@ -36,9 +36,9 @@ from .registry import ConfigError
 
 SECTIONS = {
     "data": {"source", "mirror", "datasets", "ffhq"},
-    "prepare": None,  # validated by fsrlib.data.align.validate_prepare_params
-    "degrade": {"scales", "resampler", "blind"},
-    "parse": {"parser", "bisenet_weights", "offline", "batch_size"},
+    "prepare": None,  # keys of fsrlib.data.align.DEFAULTS (see _stage_keys)
+    "degrade": None,  # keys of fsrlib.data.degrade.DEFAULTS
+    "parse": None,    # keys of fsrlib.parsing.DEFAULTS
     "train": {"device", "threads", "train_set", "val_set", "max_train_images", "max_val_images",
               "runs_root", "progress", "dataset_workers"},
     "methods": None,
@@ -125,11 +125,17 @@ def validate_params(params: Mapping, check_models: bool = True) -> list[str]:
         if extra:
             raise ConfigError(f"params.yaml [{sec}]: unknown key(s) {sorted(extra)}; allowed: {sorted(keys)}")
 
+    for sec, allowed in _stage_keys().items():
+        extra = set(params.get(sec) or {}) - allowed
+        if extra:
+            raise ConfigError(f"params.yaml [{sec}]: unknown key(s) {sorted(extra)}; allowed: {sorted(allowed)}")
     scales = set((params.get("degrade") or {}).get("scales") or [])
-    if "prepare" in params:
-        from .data.align import validate_prepare_params
-
-        validate_prepare_params(params["prepare"])
+    for s in scales:
+        if int(s) not in (4, 8, 16):
+            raise ConfigError(f"params.yaml [degrade]: scale {s} not in (4, 8, 16)")
+    parse_scales = set((params.get("parse") or {}).get("scales") or [])
+    if parse_scales - scales:
+        raise ConfigError(f"params.yaml [parse]: scales {sorted(parse_scales - scales)} are not made by degrade")
     for sec in ("evaluate", "downstream"):
         for t in (params.get(sec) or {}).get("testsets") or []:
             if t not in TESTSETS:
@@ -158,6 +164,22 @@ def validate_params(params: Mapping, check_models: bool = True) -> list[str]:
 
             validate_config(run_config(params, name))
     return warnings
+
+
+def _stage_keys() -> dict[str, set]:
+    """The data stages declare their parameters as DEFAULTS dicts; those keys are the allowed ones."""
+    from .data import align, degrade
+    from . import parsing
+
+    return {"prepare": set(align.DEFAULTS), "degrade": set(degrade.DEFAULTS), "parse": set(parsing.DEFAULTS)}
+
+
+def stage_params(path: str | os.PathLike, section: str, check_models: bool = False) -> dict:
+    """Validate the whole params file and return one section (what a stage notebook uses)."""
+    params = load_and_validate(path, check_models=check_models)
+    if section not in params:
+        raise ConfigError(f"params file {path} has no [{section}] section")
+    return params[section]
 
 
 def load_and_validate(path: str | os.PathLike = "params.yaml", check_models: bool = True) -> dict:

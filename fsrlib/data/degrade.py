@@ -49,6 +49,7 @@ DEFAULTS = {
     "scales": [4, 8],        # 16 on request
     "hr_size": 128,
     "boundary": "symmetric",  # MATLAB >= R2013b; "replicate" for older releases
+    "round_between_passes": True,  # MATLAB uint8 semantics; False = BasicSR / mmagic ports
     "workers": 2,
 }
 
@@ -207,16 +208,21 @@ def imresize_torch(x, scale: float | Sequence[float] | None = None, size: Sequen
 
 
 # ====================================================================== bicubic degradation
-def degrade(hr_uint8: np.ndarray, scale: int, boundary: str = "symmetric") -> tuple[np.ndarray, np.ndarray]:
-    """``(lr, lr_up)``, both uint8: MATLAB-imresize bicubic down by ``scale`` and back up."""
+def degrade(hr_uint8: np.ndarray, scale: int, boundary: str = "symmetric",
+            round_between_passes: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """``(lr, lr_up)``, both uint8: MATLAB-imresize bicubic down by ``scale`` and back up.
+
+    ``round_between_passes``: MATLAB's uint8 semantics (default) or the BasicSR/mmagic ports'
+    (round once at the end); see :func:`imresize`."""
     hr = np.asarray(hr_uint8)
     if hr.dtype != np.uint8:
         raise TypeError(f"degrade expects uint8 HR, got {hr.dtype}")
     h, w = hr.shape[:2]
     if h % scale or w % scale:
         raise ValueError(f"HR size {w}x{h} is not divisible by scale {scale}")
-    lr = imresize(hr, output_shape=(h // scale, w // scale), boundary=boundary)
-    lr_up = imresize(lr, output_shape=(h, w), boundary=boundary)
+    kw = dict(boundary=boundary, round_between_passes=round_between_passes)
+    lr = imresize(hr, output_shape=(h // scale, w // scale), **kw)
+    lr_up = imresize(lr, output_shape=(h, w), **kw)
     return lr, lr_up
 
 
@@ -353,10 +359,10 @@ def _degrade_one(job):
 
     from fsrlib.io import save_image
 
-    src, dests, scales, boundary = job
+    src, dests, scales, boundary, rbp = job
     hr = np.asarray(Image.open(src).convert("RGB"))
     for s in scales:
-        lr, lr_up = degrade(hr, s, boundary=boundary)
+        lr, lr_up = degrade(hr, s, boundary=boundary, round_between_passes=rbp)
         save_image(dests[s][0], lr)
         save_image(dests[s][1], lr_up)
     return str(src)
@@ -384,7 +390,8 @@ def degrade_all(faces_root="data/faces", out_root="data/lr", params: dict | None
             dests[s] = (lr, up)
             rows.append({"name": r.name, "dataset": r.dataset, "scale": s,
                          "lr": lr.relative_to(out_root).as_posix(), "lr_up": up.relative_to(out_root).as_posix()})
-        jobs.append((faces_root / r.dataset / f"{r.name}.png", dests, scales, cfg["boundary"]))
+        jobs.append((faces_root / r.dataset / f"{r.name}.png", dests, scales, cfg["boundary"],
+                     bool(cfg["round_between_passes"])))
     _run_jobs(_degrade_one, jobs, int(cfg.get("workers", 1)), progress, "degrade")
     return pd.DataFrame(rows)
 

@@ -27,7 +27,8 @@ import numpy as np
 __all__ = ["make_parser", "parse_all", "PARSERS", "DEFAULTS"]
 
 PARSERS = ("bisenet", "landmark")
-DEFAULTS = {"parser": "landmark", "scales": [4, 8], "batch_size": 16, "parser_kw": {}}
+DEFAULTS = {"parser": "landmark", "scales": [4, 8], "batch_size": 16, "parser_kw": {},
+            "bisenet_weights": None}  # bisenet_weights: local checkpoint path (else download)
 
 
 def make_parser(name: str, **kw):
@@ -68,7 +69,10 @@ def parse_all(faces_root="data/faces", out_root="data/parsing", params: dict | N
     faces_root, out_root = Path(faces_root), Path(out_root)
     df = pd.read_csv(faces_root / "faces.csv") if faces is None else faces
     if parser is None:
-        parser = make_parser(cfg["parser"], **dict(cfg.get("parser_kw") or {}))
+        kw = dict(cfg.get("parser_kw") or {})
+        if cfg["parser"] == "bisenet":
+            kw.setdefault("weights", cfg.get("bisenet_weights"))
+        parser = make_parser(cfg["parser"], **kw)
     lms = load_landmarks(faces_root) if getattr(parser, "needs_landmarks", False) else None
     scales = [int(s) for s in cfg["scales"]]
     bs = int(cfg["batch_size"])

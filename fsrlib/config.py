@@ -100,6 +100,7 @@ def run_config(params: Mapping, run_name: str) -> dict:
     if r.get("method") not in methods:
         raise ConfigError(f"run {run_name!r}: unknown method {r.get('method')!r}; methods: {sorted(methods)}")
     cfg = deep_merge(methods[r["method"]], r.get("overrides"))
+    cfg.pop("dataset", None)  # dataset options: see dataset_config
     cfg["method"] = run_key(run_name)
     cfg["scale"] = int(r["scale"])
     cfg["run"] = run_name
@@ -110,6 +111,24 @@ def run_config(params: Mapping, run_name: str) -> dict:
         else:
             cfg["init_from"] = r["from"]
     return cfg
+
+
+DATASET_KEYS = {"augment", "degradation"}
+
+
+def dataset_config(params: Mapping, run_name: str) -> dict:
+    """The dataset options of a run: ``methods[m].dataset`` merged with the run's overrides.
+
+    ``augment``: ``{hflip, rot90, rescale: [lo, hi]}`` (applied per item, seeded; LR
+    regenerated after rescaling); ``degradation``: ``bicubic`` | ``blind-paper`` |
+    ``blind-released`` (SPARNetHD)."""
+    r = all_runs(params)[run_name]
+    m = (params.get("methods") or {})[r["method"]]
+    d = deep_merge(m.get("dataset") or {}, (r.get("overrides") or {}).get("dataset"))
+    extra = set(d) - DATASET_KEYS
+    if extra:
+        raise ConfigError(f"run {run_name!r}: unknown dataset option(s) {sorted(extra)}; allowed: {sorted(DATASET_KEYS)}")
+    return d
 
 
 def validate_params(params: Mapping, check_models: bool = True) -> list[str]:
@@ -159,6 +178,7 @@ def validate_params(params: Mapping, check_models: bool = True) -> list[str]:
             raise ConfigError(f"run {name!r} has `from:`; put it under `chained:` so DVC orders it")
         if r.get("from") and r["from"] not in runs:
             raise ConfigError(f"run {name!r}: `from: {r['from']}` is not a run")
+        dataset_config(params, name)
         if check_models:
             from .train.trainer import validate_config
 

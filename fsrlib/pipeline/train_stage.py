@@ -1,0 +1,136 @@
+"""The ``train`` stage: one run of params.yaml, trained on the prepared faces.
+
+``train_run(params_path, run)`` resolves the run's trainer config (:func:`fsrlib.config.run_config`),
+builds the training and validation sets (only the batch keys the run needs), and calls
+:class:`fsrlib.train.trainer.Trainer`. A run folder left by a *different* config (DVC keeps
+checkpoints between runs so a killed run resumes) is moved to ``runs/_superseded/`` rather
+than deleted or silently resumed: nothing is lost.
+"""
+from __future__ import annotations
+
+import inspect
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from ..config import dataset_config, load_and_validate, run_config
+from ..registry import LOSSES, MODELS
+
+
+def resolve_device(device: str | None) -> str:
+    if device in (None, "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def needed_keys(cfg: Mapping[str, Any]) -> set[str]:
+    """Batch keys a run reads: the model's input, every loss's target/mask, the prior's input."""
+    from ..train.recipes import input_key
+
+    model = MODELS.build(cfg["model"], scale=cfg["scale"]) if "scale" not in cfg["model"] else MODELS.build(cfg["model"])
+    keys = {input_key(model), "hr"}
+    for c in [*(cfg.get("losses") or []), *(cfg.get("d_losses") or [])]:
+        if float(c.get("weight", 1.0)) == 0:
+            continue
+        fn, kw = LOSSES.split(c)
+        sig = inspect.signature(fn).parameters
+        for k in ("target", "mask", "parsing_target"):
+            v = kw.get(k, sig[k].default if k in sig else None)
+            if isinstance(v, str):
+                keys.add(v)
+    if cfg.get("recipe") == "two_stage" or cfg.get("prior_from"):
+        keys.add("lr")  # ParsingNet reads the raw LR
+    if cfg.get("prior_gt"):
+        keys.add(cfg["prior_gt"])
+    val = cfg.get("val") or {}
+    if val.get("target"):
+        keys.add(val["target"])
+    return keys
+
+
+def make_datasets(params: Mapping, cfg: Mapping, keys: set[str], data_root: str | Path = "data"):
+    """(train_set, val_set) for a run: ``train.train_set``/``val_set`` name ``dataset:split``."""
+    from ..data.datasets import FaceSRDataset
+
+    tr = params.get("train") or {}
+    dcfg = dataset_config(params, cfg["run"])
+
+    def one(spec: str, limit, augment):
+        ds, split = spec.split(":")
+        return FaceSRDataset(root=data_root, dataset=ds, split=split, scale=cfg["scale"], keys=tuple(sorted(keys)),
+                             augment=augment, limit=limit, seed=int(cfg.get("seed", 0)),
+                             degradation=dcfg.get("degradation", "bicubic"))
+
+    train_set = one(tr.get("train_set", "celeba:train"), tr.get("max_train_images"), dcfg.get("augment"))
+    val_keys = keys
+    val_set = one(tr.get("val_set", "celeba:val"), tr.get("max_val_images"), None)
+    return train_set, val_set
+
+
+def _supersede_if_changed(run_dir: Path, cfg: Mapping) -> str | None:
+    """Move a run folder written with another config out of the way; return where it went."""
+    last = run_dir / "last.pt"
+    if not last.exists():
+        return None
+    from ..train.trainer import RESUME_FREE, _flatten, validate_config
+
+    old = torch.load(last, map_location="cpu", weights_only=False).get("config", {})
+    new = validate_config(cfg)
+    drop = lambda d: {k: v for k, v in _flatten(d).items() if k.split(".")[0] not in RESUME_FREE and k != "iters"}  # noqa: E731
+    if drop(old) == drop(new):
+        return None
+    dest = run_dir.parent / "_superseded" / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(run_dir), dest)
+    return str(dest)
+
+
+def _has_no_weights(cfg) -> bool:
+    from ..models.common import count_params
+
+    return count_params(MODELS.build(cfg["model"], scale=cfg["scale"])) == 0
+
+
+def export_untrained(cfg: Mapping, runs_root: str | Path = "runs") -> dict:
+    """Bicubic and other weight-free methods: write model.pt and run.json without training,
+    in the trainer's format, so evaluation treats every method the same way."""
+    from ..io import torch_save, write_json
+    from ..train.recipes import MODEL_FILE_FORMAT
+    from ..train.trainer import validate_config
+
+    c = validate_config(cfg)
+    model = MODELS.build(c["model"])
+    run_dir = Path(runs_root) / c["run"]
+    summary = {"run": c["run"], "method": c["method"], "scale": c["scale"], "recipe": "none", "iterations": 0,
+               "batch_size": 0, "wall_time_s": 0.0, "train_time_s": 0.0, "images_per_s": None, "params": {"model": 0},
+               "params_M": 0.0, "weights": "none", "device": "cpu", "note": "no trainable weights: not trained"}
+    torch_save({"format": MODEL_FILE_FORMAT, "model": c["model"], "state_dict": model.state_dict(), "weights": "none",
+                "run_config": c, "iteration": 0, "params": 0, "input_kind": getattr(model, "input_kind", "lr"),
+                "prior": None}, run_dir / "model.pt")
+    write_json(run_dir / "run.json", summary)
+    return summary
+
+
+def train_run(params_path: str | Path, run: str, device: str | None = None, data_root: str | Path = "data",
+              progress: bool | None = None) -> dict:
+    """Train one run of params.yaml; returns the trainer's run.json summary."""
+    from ..train.trainer import Trainer
+
+    params = load_and_validate(params_path)
+    cfg = run_config(params, run)
+    tr = params.get("train") or {}
+    torch.set_num_threads(int(tr.get("threads") or torch.get_num_threads()))
+    runs_root = Path(tr.get("runs_root", "runs"))
+    moved = _supersede_if_changed(runs_root / run, cfg)
+    if moved:
+        print(f"{run}: the previous run folder was written with another config; moved to {moved}")
+    if _has_no_weights(cfg):
+        return export_untrained(cfg, runs_root)
+    train_set, val_set = make_datasets(params, cfg, needed_keys(cfg), data_root)
+    progress = tr.get("progress", True) if progress is None else progress
+    trainer = Trainer(cfg, train_set, val_set, runs_root=runs_root, device=resolve_device(device or tr.get("device")),
+                      progress=progress)
+    return trainer.fit()

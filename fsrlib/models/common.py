@@ -38,6 +38,7 @@ class FSRModel(nn.Module):
     input_kind: str = "lr"  # "lr" | "upsampled"
     value_range: tuple[float, float] = (0.0, 1.0)
     needs_prior: bool = False  # True: forward needs a parsing prior (FishFSRNet)
+    outputs_sr: bool = True    # False: a prior estimator (ParsingNet) whose output is a map
     hr_size: int = 128
 
     def __init__(self, scale: int = 8):

@@ -54,6 +54,7 @@ class ParsingNet(FSRModel):
     """
 
     input_kind = "lr"
+    outputs_sr = False  # evaluated by parsing accuracy, not PSNR
 
     def __init__(self, scale: int = 8, n_feats: int = 64, n_resblocks: int = 8,
                  res_scale: float = 0.2, parsing_channels: int = 3):

@@ -1,0 +1,147 @@
+"""The ``evaluate`` stage: run a trained model on the test sets and score it.
+
+For each test set it writes ``results/{run}/{testset}/``: ``sr/{dataset}/{name}.png`` (the
+SR faces, uint8), ``per_image.csv`` and ``metrics.json`` (conventions in
+docs/conventions.md), with the protocol recorded next to the numbers: test data, degradation,
+metric conventions (colour space, border crop), the parser that made the maps, the training
+budget and the model size. ParsingNet runs are scored by parsing accuracy instead.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from ..config import TESTSETS, load_and_validate, run_key
+
+#: test set name -> (dataset, split) of :class:`fsrlib.data.datasets.FaceSRDataset`
+TESTSET_SPLITS = {"celeba_test": ("celeba", "test"), "helen_test": ("helen", "test"), "helen50": ("helen", "helen50")}
+assert set(TESTSET_SPLITS) == set(TESTSETS)
+
+
+def _device(d):
+    return ("cuda" if torch.cuda.is_available() else "cpu") if d in (None, "auto") else d
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(N,3,H,W) float [0,1] -> (N,H,W,3) uint8, rounded half up as the metrics do."""
+    return (x.clamp(0, 1) * 255.0 + 0.5).floor().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@torch.no_grad()
+def predict(predictor, dataset, batch_size: int = 16, device: str = "cpu", keys=("sr",), progress: bool = True):
+    """Run ``predictor.maps`` over a dataset; returns ``{key: (N, ...) cpu tensor}`` and the names."""
+    from torch.utils.data import DataLoader
+    from tqdm.auto import tqdm
+
+    outs: dict[str, list] = {k: [] for k in keys}
+    names, dsets = [], []
+    for batch in tqdm(DataLoader(dataset, batch_size=batch_size, shuffle=False), desc="predict", disable=not progress,
+                      leave=False):
+        b = {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        m = predictor.maps(b)
+        for k in keys:
+            outs[k].append(m[k].float().cpu())
+        names += list(batch["name"])
+        dsets += list(batch["dataset"])
+    return {k: torch.cat(v) for k, v in outs.items()}, names, dsets
+
+
+def protocol(params: Mapping, run: str, testset: str, n: int, crop_border: int, runs_root: Path,
+             data_root: Path, extra: Mapping | None = None) -> dict:
+    """What a number means: recorded next to every number the pipeline writes."""
+    summary_path = runs_root / run / "run.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    parser_path = data_root / "parsing" / "parser.json"
+    parser = json.loads(parser_path.read_text()).get("parser") if parser_path.exists() else None
+    ds, split = TESTSET_SPLITS[testset]
+    tr = params.get("train") or {}
+    prep = params.get("prepare") or {}
+    deg = params.get("degrade") or {}
+    scale = int(summary.get("scale") or run.rsplit("-x", 1)[1])
+    return {
+        "data": f"{testset}: {n} faces ({ds} {split}), dlib-aligned 128x128 (margin {prep.get('margin')}), "
+                f"trained on {tr.get('train_set', 'celeba:train')}"
+                + (f" (first {tr['max_train_images']})" if tr.get("max_train_images") else ""),
+        "testset": testset, "n_images": n,
+        "degradation": f"MATLAB imresize bicubic x{scale} (antialiased, a=-0.5, boundary {deg.get('boundary', 'symmetric')}, "
+                       f"round between passes {deg.get('round_between_passes', True)})",
+        "scale": scale, "crop_border": crop_border, "color": "y_bt601 (PSNR/SSIM); VIF on Y", "quantized": "uint8",
+        "parser": parser,
+        "budget": {"iters": summary.get("iterations"), "batch": summary.get("batch_size"),
+                   "train_time_s": summary.get("train_time_s"), "device": summary.get("device_name") or summary.get("device")},
+        "params_M": summary.get("params_M"),
+        **dict(extra or {}),
+    }
+
+
+def parsing_accuracy(pred: torch.Tensor, target: torch.Tensor, thr: float = 0.5) -> torch.Tensor:
+    """Per-image pixel accuracy of binarised maps (FishFSRNet Table IV; the paper does not
+    define its metric: spec 001 section 6.3's guess, at LR resolution, channel 0)."""
+    p = pred[:, :1] > thr
+    t = target[:, :1] > thr
+    return (p == t).float().mean((1, 2, 3))
+
+
+def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | None = None, device: str | None = None,
+                 data_root: str | Path = "data", results_root: str | Path = "results", progress: bool = True) -> dict:
+    """Evaluate one trained run on the test sets of ``evaluate.testsets``; returns
+    ``{testset: metrics.json content}``."""
+    import pandas as pd
+
+    from ..data.datasets import FaceSRDataset
+    from ..io import save_image, write_csv, write_json
+    from ..metrics.image import describe_metrics, evaluate_images
+    from ..train.recipes import RunPredictor, input_key
+
+    params = load_and_validate(params_path, check_models=False)
+    ev = params.get("evaluate") or {}
+    tr = params.get("train") or {}
+    runs_root, data_root, results_root = Path(tr.get("runs_root", "runs")), Path(data_root), Path(results_root)
+    device = _device(device or ev.get("device"))
+    torch.set_num_threads(int(tr.get("threads") or torch.get_num_threads()))
+    predictor = RunPredictor.from_run(run, runs_root, device)
+    model = predictor.model
+    scale = int(model.scale)
+    is_parser = not getattr(model, "outputs_sr", True)
+    keys = {"hr", "lr", input_key(model), "name", "dataset"}
+    if is_parser:
+        keys |= {"skin_lr"}
+    crop = int(ev.get("crop_border", 0))
+    metrics = list(ev.get("metrics") or ["psnr", "ssim", "vif"])
+    out: dict[str, Any] = {}
+    for ts in testsets or ev.get("testsets") or ["helen50"]:
+        ds_name, split = TESTSET_SPLITS[ts]
+        ds = FaceSRDataset(root=data_root, dataset=ds_name, split=split, scale=scale,
+                           keys=tuple(sorted(keys - {"name", "dataset"})), limit=ev.get("max_images"))
+        dest = results_root / run / ts
+        if is_parser:
+            maps, names, dsets = predict(predictor, ds, int(ev.get("batch_size", 16)), device, ("parsing",), progress)
+            target = torch.stack([ds[i]["skin_lr"] for i in range(len(ds))])
+            acc = parsing_accuracy(maps["parsing"].clamp(0, 1), target)
+            per = pd.DataFrame({"name": names, "dataset": dsets, "parsing_acc": acc.numpy()})
+            agg, missing, info = {"parsing_acc": float(acc.mean())}, {}, {
+                "parsing_acc": {"higher_is_better": True, "range": [0, 1],
+                                "convention": "pixel accuracy of the binarised (0.5) skin map at LR size vs the parser's"}}
+        else:
+            maps, names, dsets = predict(predictor, ds, int(ev.get("batch_size", 16)), device, ("sr",), progress)
+            sr = maps["sr"].clamp(0, 1)
+            hr = torch.stack([ds[i]["hr"] for i in range(len(ds))])
+            per, agg, missing = evaluate_images(sr, hr, metrics, crop_border=crop, names=names,
+                                                offline=bool(ev.get("offline", True)), device=device,
+                                                lpips_weights=ev.get("lpips_weights"), progress=progress)
+            per.insert(1, "dataset", dsets)
+            info = describe_metrics(metrics, crop_border=crop, offline=bool(ev.get("offline", True)))
+            if ev.get("save_images", True):
+                for img, n, d in zip(to_uint8(sr), names, dsets):
+                    save_image(dest / "sr" / d / f"{n}.png", img)
+        write_csv(dest / "per_image.csv", per)
+        res = {"run": run, "method": run_key(run), "scale": scale, "testset": ts, "n_images": len(names),
+               "metrics": agg, "missing": missing, "metric_info": info,
+               "protocol": protocol(params, run, ts, len(names), crop, runs_root, data_root)}
+        write_json(dest / "metrics.json", res)
+        out[ts] = res
+    return out

@@ -1,0 +1,1010 @@
+"""One trainer for every method: pixel losses, auxiliary outputs, GANs, two-stage priors.
+
+``Trainer(cfg, train_set, val_set).fit()`` (or :func:`train`) trains the run described by
+``cfg`` (the run's section of ``params.yaml``) on a torch ``Dataset`` of the dicts in
+``docs/conventions.md`` and writes ``runs/{run}/``:
+
+- ``checkpoints/iter_NNNNNNN.pt`` every ``ckpt_every`` iterations (atomic) and ``last.pt``
+  (a hard link to the newest): models, optimisers, AMP scalers, EMA, iteration, the RNG
+  states of every rank, the data-order position, the run config, elapsed time.
+- ``model.pt``: ``{"format", "model" (model config incl. scale), "state_dict" (EMA weights
+  when ``ema`` is set, else the trained ones), "weights" ("ema"|"raw"), "run_config",
+  "iteration", "params", "input_kind", "prior" (the frozen prior net's config + weights
+  for two-stage runs, or null)}`` -- :class:`fsrlib.train.recipes.RunPredictor` reads it.
+- ``run.json``: wall time, train time, images/s, iterations, parameter counts, device,
+  world size, final validation metrics, the resumes.
+- ``dvclive/``: ``train/*`` losses and learning rates every ``log_every`` iterations,
+  ``val/psnr`` and ``val/ssim`` (Y channel) every ``val_every``, and an image grid
+  ``val/{step}.png`` (input | prediction | target) per validation.
+
+Resume: a run whose directory holds ``last.pt`` continues from it (``resume=True``,
+default). The data order is a pure function of ``(seed, epoch)``
+(:class:`fsrlib.train.distributed.ShardedBatchSampler`), augmentation draws from a
+generator seeded by ``(seed, iteration)``, and every RNG state is restored, so a run
+killed with SIGKILL and restarted reaches bit-for-bit the weights of an uninterrupted run
+on CPU (GPU: same up to non-deterministic kernels unless ``deterministic: true``). This
+needs a dataset whose items are a deterministic function of the index (random
+augmentation belongs in ``augment:``, which the trainer seeds). On resume the stored run
+config must equal the new one except for the keys in ``RESUME_FREE`` (logging, validation,
+checkpoint cadence, workers, compile) and ``iters`` (a run may be extended; a warning says
+that an iters-dependent schedule follows the new length); a changed dataset size or batch
+size is refused. Metric rows and validation images that the killed process logged after
+its last checkpoint are dropped from ``dvclive/`` before logging resumes. Under DDP every
+rank reads ``last.pt``, so ``runs_root`` must be a shared directory.
+
+Run config (unknown keys anywhere fail in :func:`validate_config`, before any work)
+-------------------------------------------------------------------------------------
+=================  ===========  ============================================================
+key                default      meaning
+=================  ===========  ============================================================
+method             (required)   method name (for records), e.g. ``sparnet``
+scale              (required)   4 | 8 | 16; passed to the model constructor
+iters              (required)   number of optimisation steps (G steps for GANs)
+model              (required)   ``{type, ...}`` for ``MODELS`` (``scale`` is added)
+losses             (required)   list of loss configs (``fsrlib.losses``); weight-0 entries
+                                are skipped (never built)
+run                method-xS    run name = directory under ``runs_root``
+recipe             pixel        ``pixel`` | ``gan`` | ``two_stage``
+d_model            null         discriminator ``{type, ...}`` (MODELS), required for gan
+d_losses           null         discriminator losses; null = the D side of the G
+                                ``adversarial`` entry (same gan_type/reduction, weight 1)
+optim              adam 1e-4    ``{type: adam|adamw|rmsprop|sgd, lr, ...}``, see OPTIMIZERS
+d_optim            null         the discriminator's optimiser; null = same as ``optim``
+schedule           constant     ``{type: constant|step|cosine, warmup_iters: 0, ...}``:
+                                step: ``milestones`` (ints = iterations, floats in (0, 1) =
+                                fractions of ``iters``), ``gamma`` 0.5; cosine: ``min_lr``
+                                0.0. The learning rate is a pure function of the iteration.
+d_schedule         null         null = same as ``schedule``
+batch_size         16           *global* batch (split evenly over DDP ranks)
+ema                null         ``{decay: 0.999, buffers: average|copy, warmup: false}``;
+                                the EMA model is validated and exported
+augment            null         ``{hflip: false, rot90: false, swap_channels:
+                                {parts11: [[1,2],[3,4],[9,10]]}}``, applied jointly to
+                                every image-like batch key on the device; channels listed
+                                in swap_channels are swapped when an image is flipped
+                                (left/right parts). Rescaling belongs to the dataset
+                                (``FaceSRDataset(augment=...)``, which the trainer drives
+                                with ``set_epoch``); use one of the two for flips, not both.
+val_every          1000         validate every N iterations (and at the end)
+val                see right    ``{pred: sr, target: hr, max_images: null, grid: 4,
+                                crop_border: 0, batch_size: null (= per-rank batch),
+                                use_ema: true}``. ``pred: sr``: PSNR/SSIM on the Y channel
+                                (``fsrlib.metrics.image``); another pred (e.g. ``parsing``
+                                vs ``skin_lr``): PSNR and L1 on the raw maps.
+ckpt_every         1000         checkpoint every N iterations (and at the end)
+keep_ckpts         2            numbered checkpoints kept (``last.pt`` always); 0 = only last
+log_every          50           average and log the training losses every N iterations
+seed               0            model init, data order, augmentation, dropout
+init_from          null         run name / dir / file whose ``model.pt`` initialises G
+                                (thesis method 2 from method 1, AMIGAN from AMINet, x16
+                                from x8)
+init_strict        true         ``load_state_dict(strict=...)`` for ``init_from``
+prior_from         null         run whose model (ParsingNet) gives the prior (two_stage)
+prior_key          parsing      output key of the prior network
+prior_gt           null         batch key used as the prior instead (oracle ablation)
+amp                false        false | ``bf16`` | ``fp16`` (autocast; GradScaler for fp16)
+compile            false        ``torch.compile`` the model (and D)
+deterministic      false        ``torch.use_deterministic_algorithms`` (+ cuDNN settings)
+grad_clip          null         max gradient norm (G and D), null = none
+num_workers        0            DataLoader workers
+ddp_find_unused    auto         DDP ``find_unused_parameters``; auto = probe once at start
+notes              null         free text, recorded only
+=================  ===========  ============================================================
+
+OPTIMIZERS: ``adam`` / ``adamw`` ``{lr, betas, eps, weight_decay, amsgrad}``, ``rmsprop``
+``{lr, alpha, eps, weight_decay, momentum, centered}``, ``sgd`` ``{lr, momentum,
+weight_decay, nesterov}`` (torch defaults where absent; ``lr`` required).
+
+dvclive writes its files only (``metrics.json``, ``params.yaml``, ``plots/``); it never
+opens the git/DVC repository (the pipeline's ``dvc.yaml`` declares those outputs).
+
+Distributed: launch with ``torchrun --nproc_per_node N``; each rank runs the same code,
+sees ``batch_size / N`` items per step (its share of the same global batch a single
+process would see), DDP averages the gradients, rank 0 alone logs, validates and writes.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import os
+import random
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from ..io import atomic_path, torch_save, write_json
+from ..losses import build_losses, validate_loss_config
+from ..registry import LOSSES, MODELS, ConfigError
+from . import distributed as D
+from .ema import ModelEMA
+from .recipes import (MODEL_FILE_FORMAT, RECIPES, MapsForward, PriorNet, input_key, load_run_model,
+                      resolve_model_file)
+
+# ====================================================================== config
+DEFAULTS: dict[str, Any] = {
+    "method": None, "scale": None, "iters": None, "model": None, "losses": None,
+    "run": None, "recipe": "pixel", "d_model": None, "d_losses": None,
+    "optim": {"type": "adam", "lr": 1e-4}, "d_optim": None,
+    "schedule": {"type": "constant"}, "d_schedule": None,
+    "batch_size": 16, "ema": None, "augment": None,
+    "val_every": 1000, "val": None, "ckpt_every": 1000, "keep_ckpts": 2, "log_every": 50,
+    "seed": 0, "init_from": None, "init_strict": True,
+    "prior_from": None, "prior_key": "parsing", "prior_gt": None,
+    "amp": False, "compile": False, "deterministic": False, "grad_clip": None,
+    "num_workers": 0, "ddp_find_unused": "auto", "notes": None,
+}
+REQUIRED = ("method", "scale", "iters", "model", "losses")
+RECIPE_NAMES = ("pixel", "gan", "two_stage")
+
+OPTIMIZERS: dict[str, tuple[type, dict]] = {
+    "adam": (torch.optim.Adam, {"lr", "betas", "eps", "weight_decay", "amsgrad"}),
+    "adamw": (torch.optim.AdamW, {"lr", "betas", "eps", "weight_decay", "amsgrad"}),
+    "rmsprop": (torch.optim.RMSprop, {"lr", "alpha", "eps", "weight_decay", "momentum", "centered"}),
+    "sgd": (torch.optim.SGD, {"lr", "momentum", "weight_decay", "nesterov", "dampening"}),
+}
+SCHEDULES = {"constant": {"warmup_iters"}, "step": {"warmup_iters", "milestones", "gamma"},
+             "cosine": {"warmup_iters", "min_lr"}}
+EMA_KEYS = {"decay": 0.999, "buffers": "average", "warmup": False}
+AUGMENT_KEYS = {"hflip": False, "rot90": False, "swap_channels": {"parts11": [[1, 2], [3, 4], [9, 10]]}}
+VAL_KEYS = {"pred": "sr", "target": "hr", "max_images": None, "grid": 4, "crop_border": 0,
+            "batch_size": None, "use_ema": True}
+# keys that may change between a checkpoint and its resume (``iters`` too, with a warning)
+RESUME_FREE = {"val_every", "val", "ckpt_every", "keep_ckpts", "log_every", "num_workers", "notes",
+               "compile", "ddp_find_unused"}
+
+
+def _check_keys(where: str, d: Mapping, allowed: Iterable[str]) -> None:
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{where} must be a mapping, got {type(d).__name__}")
+    bad = sorted(set(d) - set(allowed))
+    if bad:
+        raise ConfigError(f"{where}: unknown key(s) {bad}; allowed: {sorted(allowed)}")
+
+
+def _pos_int(cfg, key, allow_zero=False):
+    v = cfg[key]
+    if not isinstance(v, int) or isinstance(v, bool) or v < (0 if allow_zero else 1):
+        raise ConfigError(f"{key} must be a {'non-negative' if allow_zero else 'positive'} integer, got {v!r}")
+
+
+def _validate_optim(where, o):
+    if not isinstance(o, Mapping) or "type" not in o:
+        raise ConfigError(f"{where} needs a type: ({sorted(OPTIMIZERS)})")
+    if o["type"] not in OPTIMIZERS:
+        raise ConfigError(f"{where}: unknown optimiser {o['type']!r}; known {sorted(OPTIMIZERS)}")
+    _check_keys(where, o, {"type"} | OPTIMIZERS[o["type"]][1])
+    if "lr" not in o or not float(o["lr"]) > 0:
+        raise ConfigError(f"{where}: lr must be given and positive")
+
+
+def _validate_schedule(where, s):
+    if not isinstance(s, Mapping) or s.get("type") not in SCHEDULES:
+        raise ConfigError(f"{where} needs type: one of {sorted(SCHEDULES)}")
+    _check_keys(where, s, {"type"} | SCHEDULES[s["type"]])
+    if s["type"] == "step" and not s.get("milestones"):
+        raise ConfigError(f"{where}: step schedule needs milestones")
+
+
+def _loss_type(cfg) -> str:
+    return cfg.get("type")
+
+
+def _loss_class(cfg):
+    return LOSSES.get(_loss_type(cfg))
+
+
+def validate_config(cfg: Mapping[str, Any]) -> dict:
+    """Check a run config and return a normalised deep copy with every default filled in.
+
+    Raises :class:`fsrlib.registry.ConfigError` on unknown keys, unknown model / loss /
+    optimiser types, bad values or inconsistent recipes. Touches no file and no weights."""
+    import fsrlib.models  # noqa: F401  (registers the model zoo, discriminators included)
+
+    _check_keys("run config", cfg, DEFAULTS)
+    c = copy.deepcopy(DEFAULTS)
+    c.update(copy.deepcopy(dict(cfg)))
+    missing = [k for k in REQUIRED if c.get(k) is None]
+    if missing:
+        raise ConfigError(f"run config is missing {missing}")
+    for k in ("scale", "iters", "batch_size", "val_every", "ckpt_every", "log_every"):
+        _pos_int(c, k)
+    _pos_int(c, "keep_ckpts", allow_zero=True)
+    _pos_int(c, "num_workers", allow_zero=True)
+    if not isinstance(c["seed"], int):
+        raise ConfigError(f"seed must be an integer, got {c['seed']!r}")
+    c["run"] = c["run"] or f"{c['method']}-x{c['scale']}"
+    if c["recipe"] not in RECIPE_NAMES:
+        raise ConfigError(f"recipe must be one of {RECIPE_NAMES}, got {c['recipe']!r}")
+
+    # model
+    if not isinstance(c["model"], Mapping) or "type" not in c["model"]:
+        raise ConfigError("model needs a type:")
+    m = dict(c["model"])
+    if "scale" in m and int(m["scale"]) != c["scale"]:
+        raise ConfigError(f"model.scale {m['scale']} != scale {c['scale']}")
+    m["scale"] = c["scale"]
+    MODELS.validate(m)
+    c["model"] = m
+
+    # losses
+    if not isinstance(c["losses"], list) or not c["losses"]:
+        raise ConfigError("losses must be a non-empty list")
+    c["losses"] = [{"type": lc} if isinstance(lc, str) else dict(lc) for lc in c["losses"]]
+    for i, lc in enumerate(c["losses"]):
+        try:
+            validate_loss_config(lc)
+        except ConfigError as e:
+            raise ConfigError(f"losses[{i}]: {e}") from None
+    if all(float(lc.get("weight", 1.0)) == 0 for lc in c["losses"]):
+        raise ConfigError("every loss has weight 0")
+    g_adv = [lc for lc in c["losses"] if getattr(_loss_class(lc), "needs_discriminator", False)
+             and float(lc.get("weight", 1.0)) != 0]
+
+    # GAN
+    if c["recipe"] == "gan":
+        if not c["d_model"]:
+            raise ConfigError("recipe gan needs d_model: {type: ...}")
+        if not isinstance(c["d_model"], Mapping) or "type" not in c["d_model"]:
+            raise ConfigError("d_model needs a type:")
+        MODELS.validate(c["d_model"])
+        if c["d_losses"] is None:
+            advs = [lc for lc in g_adv if _loss_type(lc) == "adversarial"]
+            a = dict(advs[0]) if advs else {"type": "adversarial"}
+            a.pop("name", None)
+            c["d_losses"] = [{**a, "weight": 1.0}]
+        if not isinstance(c["d_losses"], list) or not c["d_losses"]:
+            raise ConfigError("d_losses must be a non-empty list")
+        c["d_losses"] = [{"type": lc} if isinstance(lc, str) else dict(lc) for lc in c["d_losses"]]
+        for i, lc in enumerate(c["d_losses"]):
+            validate_loss_config(lc)
+            if not hasattr(_loss_class(lc), "d_value"):
+                raise ConfigError(f"d_losses[{i}]: {_loss_type(lc)!r} has no discriminator side")
+        if not g_adv:
+            raise ConfigError("recipe gan without an adversarial / feature_matching loss of non-zero weight: "
+                              "use recipe pixel")
+        c["d_optim"] = c["d_optim"] or copy.deepcopy(c["optim"])
+        _validate_optim("d_optim", c["d_optim"])
+        c["d_schedule"] = c["d_schedule"] or copy.deepcopy(c["schedule"])
+        _validate_schedule("d_schedule", c["d_schedule"])
+    else:
+        for k in ("d_model", "d_losses", "d_optim", "d_schedule"):
+            if c[k]:
+                raise ConfigError(f"{k} is only for recipe gan (recipe is {c['recipe']!r})")
+        if g_adv:
+            raise ConfigError(f"losses {[_loss_type(x) for x in g_adv]} need a discriminator: use recipe gan")
+
+    _validate_optim("optim", c["optim"])
+    _validate_schedule("schedule", c["schedule"])
+
+    # prior
+    if c["prior_from"] and c["prior_gt"]:
+        raise ConfigError("give prior_from (a trained prior network) or prior_gt (a batch key), not both")
+    if c["recipe"] == "two_stage" and not c["prior_from"]:
+        raise ConfigError("recipe two_stage needs prior_from: the run of the trained prior network")
+
+    # sub-dicts
+    if c["ema"] is not None:
+        _check_keys("ema", c["ema"], EMA_KEYS)
+        c["ema"] = {**EMA_KEYS, **c["ema"]}
+        c["ema"]["decay"] = float(c["ema"]["decay"])
+        if not 0 <= float(c["ema"]["decay"]) < 1:
+            raise ConfigError("ema.decay must be in [0, 1)")
+        if c["ema"]["buffers"] not in ("average", "copy"):
+            raise ConfigError("ema.buffers must be average or copy")
+    if c["augment"] is not None:
+        _check_keys("augment", c["augment"], AUGMENT_KEYS)
+        c["augment"] = {**copy.deepcopy(AUGMENT_KEYS), **c["augment"]}
+    _check_keys("val", c["val"] or {}, VAL_KEYS)
+    c["val"] = {**VAL_KEYS, **(c["val"] or {})}
+    if c["amp"] is True:
+        c["amp"] = "bf16"
+    if c["amp"] not in (False, None, "bf16", "fp16"):
+        raise ConfigError(f"amp must be false, bf16 or fp16, got {c['amp']!r}")
+    c["amp"] = c["amp"] or False
+    if c["ddp_find_unused"] not in ("auto", True, False):
+        raise ConfigError("ddp_find_unused must be auto, true or false")
+    if c["grad_clip"] is not None:
+        c["grad_clip"] = float(c["grad_clip"])
+        if not c["grad_clip"] > 0:
+            raise ConfigError("grad_clip must be positive or null")
+    return c
+
+
+# ====================================================================== schedules
+def lr_factor(sched: Mapping, it: int, iters: int, base_lr: float) -> float:
+    """Learning rate at (0-based) iteration ``it``: a pure function, nothing to checkpoint."""
+    warm = int(sched.get("warmup_iters", 0) or 0)
+    if warm and it < warm:
+        w = (it + 1) / warm
+    else:
+        w = 1.0
+    t = sched["type"]
+    if t == "constant":
+        return base_lr * w
+    if t == "step":
+        ms = [int(round(m * iters)) if isinstance(m, float) and 0 < m < 1 else int(m) for m in sched["milestones"]]
+        return base_lr * w * float(sched.get("gamma", 0.5)) ** sum(it >= m for m in ms)
+    if t == "cosine":
+        lo = float(sched.get("min_lr", 0.0))
+        span = max(iters - warm, 1)
+        p = min(max(it - warm, 0) / span, 1.0)
+        return w * (lo + (base_lr - lo) * 0.5 * (1 + math.cos(math.pi * p)))
+    raise ValueError(t)
+
+
+def build_optimizer(o: Mapping, params) -> torch.optim.Optimizer:
+    cls, _ = OPTIMIZERS[o["type"]]
+    kw = {k: (tuple(float(b) for b in v) if k == "betas" else _num(v)) for k, v in o.items() if k != "type"}
+    return cls(params, **kw)
+
+
+def _num(v):
+    """PyYAML reads ``1e-4`` (no dot) as a string: turn numeric strings into floats."""
+    if isinstance(v, str):
+        try:
+            return float(v)
+        except ValueError:
+            return v
+    return v
+
+
+# ====================================================================== helpers
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    s = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        s["cuda"] = torch.cuda.get_rng_state_all()
+    return s
+
+
+def set_rng_state(s: Mapping) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    if "cuda" in s and torch.cuda.is_available():
+        with contextlib.suppress(Exception):
+            torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def _flatten(d: Mapping, prefix="") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def _tensor_leaves(o) -> list[torch.Tensor]:
+    if isinstance(o, torch.Tensor):
+        return [o]
+    if isinstance(o, Mapping):
+        return [t for v in o.values() for t in _tensor_leaves(v)]
+    if isinstance(o, (list, tuple)):
+        return [t for v in o for t in _tensor_leaves(v)]
+    return []
+
+
+def _to_device(batch: Mapping, device) -> dict:
+    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def _unwrap(m: nn.Module) -> nn.Module:
+    m = getattr(m, "_orig_mod", m)  # torch.compile
+    m = getattr(m, "module", m)     # DDP
+    m = getattr(m, "_orig_mod", m)
+    return m.model if isinstance(m, MapsForward) else m
+
+
+def _resolve_image_metrics() -> tuple[Callable, Callable]:
+    """(psnr, ssim) on the Y channel from :mod:`fsrlib.metrics.image`, per-image values.
+
+    Uses ``psnr_y`` / ``ssim_y`` when present, else ``psnr`` / ``ssim`` with ``color="y"``
+    (or ``y=True``), passing ``crop_border`` when the function takes it."""
+    import inspect
+
+    from ..metrics import image as im  # lazy: another module's
+
+    if hasattr(im, "psnr_y") and hasattr(im, "ssim_y"):
+        fns = (im.psnr_y, im.ssim_y)
+    elif hasattr(im, "psnr") and hasattr(im, "ssim"):
+        fns = (im.psnr, im.ssim)
+    else:
+        raise ImportError("fsrlib.metrics.image has neither psnr_y/ssim_y nor psnr/ssim")
+
+    def wrap(fn):
+        params = inspect.signature(fn).parameters
+        extra = {"color": "y"} if "color" in params else ({"y": True} if "y" in params else {})
+
+        def call(sr, hr, crop_border=0):
+            kw = dict(extra)
+            if "crop_border" in params:
+                kw["crop_border"] = crop_border
+            return torch.as_tensor(fn(sr, hr, **kw), dtype=torch.float64).flatten()
+        return call
+
+    return wrap(fns[0]), wrap(fns[1])
+
+
+# ====================================================================== trainer
+class Trainer:
+    """See the module docstring. ``metrics``: optional ``{"psnr": fn, "ssim": fn}`` taking
+    ``(sr, hr, crop_border=0)`` [0, 1] NCHW and returning per-image values (default: Y-channel
+    functions of :mod:`fsrlib.metrics.image`). ``callbacks``: ``fn(trainer, iteration)``
+    called after every iteration (rank 0 and others alike)."""
+
+    def __init__(self, cfg: Mapping[str, Any], train_set, val_set=None, *, runs_root: str | os.PathLike = "runs",
+                 device: str | None = None, progress: bool = True, resume: bool = True,
+                 metrics: Mapping[str, Callable] | None = None, callbacks: Iterable[Callable] = ()):
+        t0 = time.perf_counter()
+        self.cfg = c = validate_config(cfg)
+        self.dist = D.init_distributed(device)
+        self.device = self.dist.device
+        self.is_main = self.dist.is_main
+        self.train_set, self.val_set = train_set, val_set
+        self.runs_root = Path(runs_root)
+        self.run_dir = self.runs_root / c["run"]
+        self.progress, self.callbacks = progress, list(callbacks)
+        self.iters, self.grad_clip = c["iters"], c["grad_clip"]
+        if c["batch_size"] % self.dist.world_size:
+            raise ConfigError(f"batch_size {c['batch_size']} is not divisible by {self.dist.world_size} ranks")
+        self.local_batch = c["batch_size"] // self.dist.world_size
+        if len(train_set) < c["batch_size"]:
+            raise ValueError(f"training set has {len(train_set)} items, fewer than batch_size {c['batch_size']}")
+        if c["deterministic"]:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True, warn_only=True)
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        # --- build everything (same init on every rank) -----------------------------
+        seed_everything(c["seed"])
+        self.model = MODELS.build(c["model"]).to(self.device)
+        self.input_key = input_key(self.model)
+        needs_prior = bool(getattr(self.model, "needs_prior", False))  # may depend on the model's args
+        if needs_prior and not (c["prior_from"] or c["prior_gt"]):
+            raise ConfigError(f"model {c['model']['type']!r} needs a prior: set prior_from (recipe two_stage) "
+                              "or prior_gt")
+        if not needs_prior and (c["prior_from"] or c["prior_gt"]):
+            raise ConfigError(f"model {c['model']['type']!r} takes no prior, but prior_from/prior_gt is set")
+        self.init_info = None
+        if c["init_from"]:
+            g, blob = load_run_model(c["init_from"], self.runs_root, "cpu")
+            res = self.model.load_state_dict(blob["state_dict"], strict=c["init_strict"])
+            self.init_info = {"from": str(resolve_model_file(c["init_from"], self.runs_root)),
+                              "missing": list(getattr(res, "missing_keys", [])),
+                              "unexpected": list(getattr(res, "unexpected_keys", []))}
+        self.prior_net, self.prior_blob = None, None
+        if c["prior_from"]:
+            pm, blob = load_run_model(c["prior_from"], self.runs_root, self.device)
+            self.prior_net = PriorNet(pm, c["prior_key"])
+            self.prior_blob = {"model": blob["model"], "state_dict": blob["state_dict"], "key": c["prior_key"],
+                               "run": blob.get("run_config", {}).get("run"), "format": MODEL_FILE_FORMAT}
+        self.losses = build_losses(c["losses"]).to(self.device)
+        if not len(self.losses):
+            raise ConfigError("every loss has weight 0")
+        self.d_model = None
+        self.d_losses = nn.ModuleList()
+        if c["recipe"] == "gan":
+            self.d_model = MODELS.build(c["d_model"]).to(self.device)
+            self.d_losses = build_losses(c["d_losses"]).to(self.device)
+        self.ema = ModelEMA(self.model, **c["ema"]).to(self.device) if c["ema"] else None
+        self.opt_g = build_optimizer(c["optim"], self.model.parameters())
+        self.opt_d = build_optimizer(c["d_optim"], self.d_model.parameters()) if self.d_model is not None else None
+        fp16 = c["amp"] == "fp16" and self.device.type == "cuda"
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c["amp"]) if c["amp"] else None
+        if c["amp"] == "fp16" and self.device.type != "cuda":
+            warnings.warn("amp fp16 needs CUDA; using bf16 autocast on this device")
+            self.amp_dtype = torch.bfloat16
+        self.step_fn = RECIPES[c["recipe"]]
+
+        # --- up-front checks: data keys, model outputs, metrics -----------------------
+        self._check_data()
+        unused = self._check_outputs()
+        self.metric_fns = None
+        if val_set is not None and c["val"]["pred"] == "sr":
+            self.metric_fns = (metrics["psnr"], metrics["ssim"]) if metrics else _resolve_image_metrics()
+
+        # --- resume ------------------------------------------------------------------
+        torch.manual_seed(D.mix_seed(c["seed"], 1, self.dist.rank))  # training-time RNG (dropout)
+        self.start_iter = 0
+        self.elapsed = {"wall_s": 0.0, "train_s": 0.0, "images": 0, "sessions": 0}
+        self.resumes: list[int] = []
+        self.last_val: dict[str, float] = {}
+        last = self.run_dir / "last.pt"
+        if resume and last.exists():
+            self._load_checkpoint(last)
+
+        # --- wrappers: DDP, compile ----------------------------------------------------
+        self.g_forward: Callable = MapsForward(self.model)
+        self.d_forward: Callable | None = self.d_model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            find = c["ddp_find_unused"]
+            find = bool(unused) if find == "auto" else bool(find)
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.g_forward = DDP(self.g_forward, device_ids=ids, find_unused_parameters=find)
+            if self.d_model is not None:
+                self.d_forward = DDP(self.d_model, device_ids=ids)
+        if c["compile"]:
+            self.g_forward = torch.compile(self.g_forward)
+            if self.d_forward is not None:
+                self.d_forward = torch.compile(self.d_forward)
+        self.setup_s = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ checks
+    def _needed_batch_keys(self) -> set[str]:
+        keys = {self.input_key}
+        for loss in [*self.losses, *self.d_losses]:
+            keys.update(loss.batch_keys())
+        if self.prior_net is not None:
+            keys.add(self.prior_net.input_key)
+        if self.cfg["prior_gt"]:
+            keys.add(self.cfg["prior_gt"])
+        return keys
+
+    def _check_data(self) -> None:
+        item = self.train_set[0]
+        missing = sorted(k for k in self._needed_batch_keys() if k not in item)
+        if missing:
+            raise KeyError(f"training items lack {missing} (they have {sorted(item)})")
+        if self.val_set is not None:
+            v = self.val_set[0]
+            need = {self.input_key, self.cfg["val"]["target"]} | ({self.prior_net.input_key} if self.prior_net else set())
+            if self.cfg["prior_gt"]:
+                need.add(self.cfg["prior_gt"])
+            missing = sorted(k for k in need if k not in v)
+            if missing:
+                raise KeyError(f"validation items lack {missing} (they have {sorted(v)})")
+
+    def get_prior(self, batch: Mapping) -> torch.Tensor | None:
+        if self.prior_net is not None:
+            return self.prior_net(batch)
+        if self.cfg["prior_gt"]:
+            return batch[self.cfg["prior_gt"]]
+        return None
+
+    def _check_outputs(self) -> list[str]:
+        """One eval-mode forward on a training item: every loss's ``pred`` (and the val
+        ``pred``) must be a model output. Returns the parameters that get no gradient
+        (for DDP's ``find_unused_parameters``). Consumes no RNG in eval mode."""
+        from torch.utils.data import default_collate
+
+        batch = _to_device(default_collate([self.train_set[0]]), self.device)
+        self.model.eval()
+        probe = self.dist.enabled and self.cfg["ddp_find_unused"] == "auto"
+        with torch.set_grad_enabled(probe):
+            out = self.model.forward_maps(batch[self.input_key], self.get_prior(batch))
+        keys = {k for loss in [*self.losses, *self.d_losses] for k in loss.pred_keys()}
+        if self.val_set is not None:
+            keys.add(self.cfg["val"]["pred"])
+        missing = sorted(k for k in keys if k not in out)
+        if missing:
+            raise KeyError(f"model {self.cfg['model']['type']!r} outputs {sorted(out)}, "
+                           f"but the losses / val ask for {missing}")
+        unused: list[str] = []
+        if probe:
+            leaves = [t for t in _tensor_leaves(out) if t.requires_grad]
+            sum(t.float().mean() for t in leaves).backward()
+            unused = [n for n, p in self.model.named_parameters() if p.requires_grad and p.grad is None]
+            self.model.zero_grad(set_to_none=True)
+        self.model.train()
+        return unused
+
+    # ------------------------------------------------------------------ pieces
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def _set_lr(self, it: int) -> dict[str, float]:
+        lrs = {}
+        for name, opt, sched, o in (("lr", self.opt_g, self.cfg["schedule"], self.cfg["optim"]),
+                                    ("d_lr", self.opt_d, self.cfg["d_schedule"], self.cfg["d_optim"])):
+            if opt is None:
+                continue
+            lr = lr_factor(sched, it, self.iters, float(o["lr"]))
+            for g in opt.param_groups:
+                g["lr"] = lr
+            lrs[name] = lr
+        return lrs
+
+    def _augment(self, batch: dict, it: int) -> dict:
+        a = self.cfg["augment"]
+        if not a or not (a["hflip"] or a["rot90"]):
+            return batch
+        gb, w, r = self.cfg["batch_size"], self.dist.world_size, self.dist.rank
+        g = D.generator(self.cfg["seed"], 0xA06, it)
+        flip = (torch.rand(gb, generator=g) < 0.5)[r::w]
+        rot = torch.randint(0, 4, (gb,), generator=g)[r::w]
+        out = dict(batch)
+        for k, t in batch.items():
+            if not isinstance(t, torch.Tensor) or t.dim() < 3:
+                continue
+            if a["hflip"] and flip.any():
+                f = t.flip(-1)
+                swap = a["swap_channels"].get(k) if a["swap_channels"] else None
+                if swap and t.dim() == 4:
+                    perm = list(range(t.shape[1]))
+                    for i, j in swap:
+                        perm[i], perm[j] = perm[j], perm[i]
+                    f = f[:, perm]
+                m = flip.to(t.device).view(-1, *[1] * (t.dim() - 1))
+                t = torch.where(m, f, t)
+            if a["rot90"] and rot.any():
+                t = torch.stack([torch.rot90(t[i], int(rot[i]), dims=(-2, -1)) for i in range(t.shape[0])])
+            out[k] = t
+        return out
+
+    def _batches(self, start_iter: int):
+        """Training batches from iteration ``start_iter`` on, one DataLoader per epoch.
+
+        A dataset with ``set_epoch`` (``FaceSRDataset``: per-item augmentation seeded by
+        ``(seed, epoch, index)``) is told the epoch before its loader starts, so workers see
+        it and a resumed run draws the same augmentations."""
+        c = self.cfg
+        self.sampler = D.ShardedBatchSampler(len(self.train_set), c["batch_size"], c["seed"], self.dist.rank,
+                                             self.dist.world_size, start_iter)
+        return self._batch_gen(start_iter)
+
+    def _batch_gen(self, it: int):
+        from torch.utils.data import DataLoader
+
+        c = self.cfg
+        nw = c["num_workers"]
+        while it < self.iters:
+            epoch = self.sampler.position(it)[0]
+            if hasattr(self.train_set, "set_epoch"):
+                self.train_set.set_epoch(epoch)
+            sampler = D.ShardedBatchSampler(len(self.train_set), c["batch_size"], c["seed"], self.dist.rank,
+                                            self.dist.world_size, it, epoch_end=True)
+            loader = DataLoader(self.train_set, batch_sampler=sampler, num_workers=nw,
+                                pin_memory=self.device.type == "cuda",
+                                generator=D.generator(c["seed"], 0x10AD, it),
+                                **({"prefetch_factor": 4} if nw else {}))
+            for batch in loader:
+                yield batch
+                it += 1
+                if it >= self.iters:
+                    return
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, it: int) -> dict:
+        epoch, b = self.sampler.position(it)
+        return {
+            "format": "fsrlib-ckpt/1", "iteration": it, "config": self.cfg,
+            "model": self.model.state_dict(), "optim": self.opt_g.state_dict(),
+            "scaler": self.scaler_g.state_dict(),
+            "d_model": self.d_model.state_dict() if self.d_model is not None else None,
+            "d_optim": self.opt_d.state_dict() if self.opt_d is not None else None,
+            "d_scaler": self.scaler_d.state_dict() if self.d_model is not None else None,
+            "ema": self.ema.state_dict() if self.ema else None,
+            "data": {"seed": self.cfg["seed"], "epoch": epoch, "batch_in_epoch": b, "n": len(self.train_set),
+                     "batch_size": self.cfg["batch_size"], "world_size": self.dist.world_size,
+                     "batches_per_epoch": self.sampler.batches_per_epoch},
+            "elapsed": dict(self.elapsed), "resumes": list(self.resumes), "last_val": dict(self.last_val),
+        }
+
+    def save_checkpoint(self, it: int) -> Path | None:
+        rngs = D.all_gather_object(rng_state())  # every rank takes part
+        path = None
+        if self.is_main:
+            state = self._state(it)
+            state["rng"] = rngs
+            keep = self.cfg["keep_ckpts"]
+            last = self.run_dir / "last.pt"
+            if keep == 0:
+                path = torch_save(state, last)
+            else:
+                path = torch_save(state, self.run_dir / "checkpoints" / f"iter_{it:07d}.pt")
+                with atomic_path(last) as tmp:
+                    tmp.unlink()
+                    try:
+                        os.link(path, tmp)
+                    except OSError:
+                        import shutil
+
+                        shutil.copyfile(path, tmp)
+                old = sorted((self.run_dir / "checkpoints").glob("iter_*.pt"))[:-keep]
+                for p in old:
+                    p.unlink(missing_ok=True)
+        D.barrier()
+        return path
+
+    def _load_checkpoint(self, path: Path) -> None:
+        s = torch.load(path, map_location="cpu", weights_only=False)
+        old = {k: v for k, v in _flatten(s["config"]).items() if k.split(".")[0] not in RESUME_FREE}
+        new = {k: v for k, v in _flatten(self.cfg).items() if k.split(".")[0] not in RESUME_FREE}
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k) and k != "iters")
+        if diff:
+            raise ValueError(f"{path} was written with a different run config ({diff}); "
+                             f"delete {self.run_dir} to start again or restore the config")
+        if s["config"]["iters"] != self.cfg["iters"]:
+            if s["iteration"] > self.cfg["iters"]:
+                raise ValueError(f"{path} is at iteration {s['iteration']}, beyond iters={self.cfg['iters']}")
+            warnings.warn(f"iters changed from {s['config']['iters']} to {self.cfg['iters']}: continuing to the new "
+                          "length (a schedule with milestones/cosine now follows the new length)")
+        d = s["data"]
+        if d["n"] != len(self.train_set) or d["batch_size"] != self.cfg["batch_size"]:
+            raise ValueError(f"{path}: the checkpoint's data (n={d['n']}, batch {d['batch_size']}) differs from "
+                             f"this run's (n={len(self.train_set)}, batch {self.cfg['batch_size']})")
+        self.model.load_state_dict(s["model"])
+        self.opt_g.load_state_dict(s["optim"])
+        self.scaler_g.load_state_dict(s["scaler"])
+        if self.d_model is not None:
+            self.d_model.load_state_dict(s["d_model"])
+            self.opt_d.load_state_dict(s["d_optim"])
+            self.scaler_d.load_state_dict(s["d_scaler"])
+        if self.ema:
+            self.ema.load_state_dict(s["ema"])
+        rngs = s["rng"]
+        if len(rngs) != self.dist.world_size:
+            warnings.warn(f"checkpoint from {len(rngs)} ranks resumed on {self.dist.world_size}: "
+                          "the data order stays exact, dropout/augmentation RNG streams do not")
+        set_rng_state(rngs[min(self.dist.rank, len(rngs) - 1)])
+        self.start_iter = int(s["iteration"])
+        self.elapsed = dict(s["elapsed"])
+        self.resumes = list(s.get("resumes", [])) + [self.start_iter]
+        self.last_val = dict(s.get("last_val", {}))
+
+    # ------------------------------------------------------------------ logging
+    def _open_live(self):
+        if not self.is_main:
+            return None
+        live_dir = self.run_dir / "dvclive"
+        resumed = self.start_iter > 0
+        if resumed:
+            _truncate_dvclive(live_dir, self.start_iter)
+        live = _files_only_live()(str(live_dir), resume=resumed, report=None, save_dvc_exp=False, dvcyaml=False)
+        if not resumed:
+            live.log_params({k: (str(v) if isinstance(v, (list, tuple)) else v)
+                             for k, v in _flatten({k: v for k, v in self.cfg.items() if k != "notes"}).items()})
+        return live
+
+    def _log_train(self, live, acc: dict, n: int, it: int, lrs: dict, pbar) -> dict[str, float]:
+        names = sorted(acc)
+        vals = D.all_reduce_mean(torch.stack([acc[k] for k in names]).float() / n).tolist()
+        logs = dict(zip(names, vals))
+        if not math.isfinite(logs.get("loss", 0.0)):
+            raise FloatingPointError(f"training loss is {logs['loss']} at iteration {it}: stopping")
+        if live is not None:
+            live.step = it
+            for k, v in logs.items():
+                live.log_metric(f"train/{k}", v)
+            for k, v in lrs.items():
+                live.log_metric(f"train/{k}", v)
+        if pbar is not None:
+            pbar.set_postfix({k: f"{v:.4g}" for k, v in logs.items() if "/" not in k}, refresh=False)
+        return logs
+
+    # ------------------------------------------------------------------ validation
+    @torch.no_grad()
+    def validate(self, it: int, live=None) -> dict[str, float]:
+        """Rank 0 only: metrics over the validation set (EMA model when enabled)."""
+        from torch.utils.data import DataLoader, Subset
+
+        v = self.cfg["val"]
+        net = self.ema.module if (self.ema and v["use_ema"]) else self.model
+        was_training = net.training
+        net.eval()
+        ds = self.val_set
+        if v["max_images"]:
+            ds = Subset(ds, range(min(len(ds), int(v["max_images"]))))
+        loader = DataLoader(ds, batch_size=v["batch_size"] or self.local_batch, shuffle=False,
+                            num_workers=self.cfg["num_workers"])
+        sums: dict[str, float] = {}
+        n = 0
+        grid_rows: list[list[torch.Tensor]] = []
+        for batch in loader:
+            batch = _to_device(batch, self.device)
+            with self.autocast():
+                out = net.forward_maps(batch[self.input_key], self.get_prior(batch))
+            pred = out[v["pred"]].float()
+            tgt = batch[v["target"]].float()
+            if v["pred"] == "sr":
+                pred = pred.clamp(0, 1)
+                vals = {"psnr": self.metric_fns[0](pred, tgt, crop_border=v["crop_border"]),
+                        "ssim": self.metric_fns[1](pred, tgt, crop_border=v["crop_border"])}
+            else:
+                mse = (pred - tgt).pow(2).flatten(1).mean(1).double()
+                vals = {"psnr": 10 * torch.log10(1.0 / mse.clamp_min(1e-12)),
+                        "l1": (pred - tgt).abs().flatten(1).mean(1).double()}
+            for k, t in vals.items():
+                sums[k] = sums.get(k, 0.0) + float(t.sum())
+            n += pred.shape[0]
+            if len(grid_rows) < v["grid"]:
+                for i in range(min(pred.shape[0], v["grid"] - len(grid_rows))):
+                    grid_rows.append([batch[self.input_key][i], pred[i], tgt[i]])
+        res = {k: s / max(n, 1) for k, s in sums.items()}
+        if live is not None:
+            live.step = it
+            for k, val in res.items():
+                live.log_metric(f"val/{k}", val)
+            if grid_rows:
+                live.log_image(f"val/{it}.png", _grid_image(grid_rows))
+            live.make_summary()
+        net.train(was_training)
+        self.last_val = res
+        return res
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict:
+        c = self.cfg
+        t_start = time.perf_counter()
+        self.elapsed["sessions"] = self.elapsed.get("sessions", 0) + 1
+        wall0 = float(self.elapsed["wall_s"])
+        batches = self._batches(self.start_iter)
+        live = self._open_live()
+        pbar = None
+        if self.is_main and self.progress:
+            from tqdm.auto import tqdm
+
+            pbar = tqdm(total=self.iters, initial=self.start_iter, desc=c["run"], dynamic_ncols=True)
+        it = self.start_iter
+        acc: dict[str, torch.Tensor] = {}
+        n_acc = 0
+        session_train_s, session_images = 0.0, 0
+        lrs: dict[str, float] = {}
+        self.model.train()
+        if self.d_model is not None:
+            self.d_model.train()
+        try:
+            while it < self.iters:
+                t0 = time.perf_counter()
+                batch = self._augment(_to_device(next(batches), self.device), it)
+                lrs = self._set_lr(it)
+                logs = self.step_fn(self, batch)
+                if self.ema is not None:
+                    self.ema.update(self.model)
+                it += 1
+                for k, t in logs.items():
+                    acc[k] = acc[k] + t if k in acc else t.clone()
+                n_acc += 1
+                if it % c["log_every"] == 0 or it == self.iters:
+                    self._log_train(live, acc, n_acc, it, lrs, pbar)
+                    acc, n_acc = {}, 0
+                session_train_s += time.perf_counter() - t0
+                session_images += c["batch_size"]
+                self.elapsed["train_s"] += time.perf_counter() - t0
+                self.elapsed["images"] += c["batch_size"]
+                if pbar is not None:
+                    pbar.update(1)
+                if self.val_set is not None and (it % c["val_every"] == 0 or it == self.iters):
+                    if self.is_main:
+                        self.validate(it, live)
+                    D.barrier()
+                if it % c["ckpt_every"] == 0 or it == self.iters:
+                    self.elapsed["wall_s"] = wall0 + time.perf_counter() - t_start
+                    self.save_checkpoint(it)
+                for cb in self.callbacks:
+                    cb(self, it)
+        finally:
+            if pbar is not None:
+                pbar.close()
+            batches.close()  # shuts the loader's workers down
+        self.elapsed["wall_s"] = wall0 + time.perf_counter() - t_start
+        summary = self._finish(it, session_train_s, session_images)
+        if live is not None:
+            live.step = it
+            live.make_summary()
+        return summary
+
+    def _finish(self, it: int, session_train_s: float, session_images: int) -> dict:
+        from ..models.common import count_params
+
+        c = self.cfg
+        ema = self.ema is not None
+        final = self.ema.module if ema else self.model
+        summary = {
+            "run": c["run"], "method": c["method"], "scale": c["scale"], "recipe": c["recipe"],
+            "iterations": it, "batch_size": c["batch_size"], "world_size": self.dist.world_size,
+            "wall_time_s": round(self.elapsed["wall_s"], 3), "train_time_s": round(self.elapsed["train_s"], 3),
+            "images_per_s": round(self.elapsed["images"] / max(self.elapsed["train_s"], 1e-9), 3),
+            "session_images_per_s": round(session_images / max(session_train_s, 1e-9), 3) if session_images else None,
+            "setup_s": round(self.setup_s, 3),
+            "params": {"model": count_params(self.model),
+                       "discriminator": count_params(self.d_model) if self.d_model is not None else None},
+            "params_M": round(count_params(self.model) / 1e6, 4),
+            "weights": "ema" if ema else "raw", "device": str(self.device),
+            "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            "amp": c["amp"], "compile": c["compile"], "sessions": self.elapsed.get("sessions", 1),
+            "resumed_at": self.resumes, "init_from": self.init_info, "prior_from": c["prior_from"],
+            "final_val": self.last_val, "torch": torch.__version__,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if self.is_main:
+            blob = {"format": MODEL_FILE_FORMAT, "model": c["model"], "state_dict": final.state_dict(),
+                    "weights": summary["weights"], "run_config": c, "iteration": it,
+                    "params": summary["params"]["model"], "input_kind": getattr(self.model, "input_kind", "lr"),
+                    "prior": self.prior_blob}
+            torch_save(blob, self.run_dir / "model.pt")
+            write_json(self.run_dir / "run.json", summary)
+        D.barrier()
+        return summary
+
+
+# ====================================================================== utilities
+def _grid_image(rows: list[list[torch.Tensor]]) -> np.ndarray:
+    """Rows of (input, prediction, target) tiles -> HxWx3 uint8 (tiles resized to the
+    largest, nearest; 1-channel maps shown grey; values clamped to [0, 1])."""
+    import torch.nn.functional as F
+
+    size = max(max(t.shape[-2:]) for r in rows for t in r)
+    tiles = []
+    for r in rows:
+        row = []
+        for t in r:
+            t = t.detach().float().cpu()
+            t = t[None] if t.dim() == 2 else t
+            t = t[:3] if t.shape[0] >= 3 else t[:1].expand(3, -1, -1)
+            t = F.interpolate(t[None], size=(size, size), mode="nearest")[0]
+            row.append(t.clamp(0, 1))
+        tiles.append(torch.cat(row, dim=2))
+    img = torch.cat(tiles, dim=1)
+    return (img.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+
+
+def _files_only_live():
+    """A dvclive ``Live`` that writes its files only and never opens the git / DVC repo.
+
+    The pipeline's ``dvc.yaml`` declares ``dvclive/`` metrics and plots itself, so the
+    repository integration brings nothing, costs seconds, fails in a repo without commits,
+    and (dvclive's ``get_dvc_repo``) would ``dvc init`` a plain git repo as a side effect."""
+    from dvclive import Live
+
+    class FilesOnlyLive(Live):
+        def _init_dvc(self):
+            self._dvc_file = "dvc.yaml"
+            if os.getenv("DVC_ROOT"):  # inside `dvc repro` / `dvc exp run`: only set the flags
+                self._inside_dvc_pipeline = True
+                self._init_dvc_pipeline()
+
+    return FilesOnlyLive
+
+
+def _truncate_dvclive(live_dir: Path, step: int) -> None:
+    """Drop metric rows logged after ``step`` (work lost with a killed run) so a resumed
+    run does not log those steps twice."""
+    mdir = live_dir / "plots" / "metrics"
+    if not mdir.exists():
+        return
+    for f in mdir.rglob("*.tsv"):
+        lines = f.read_text().splitlines()
+        if not lines:
+            continue
+        head, keep = lines[0], [lines[0]]
+        col = head.split("\t").index("step") if "step" in head.split("\t") else None
+        for ln in lines[1:]:
+            parts = ln.split("\t")
+            if col is None or (parts[col].isdigit() and int(parts[col]) <= step):
+                keep.append(ln)
+        with atomic_path(f) as tmp:
+            tmp.write_text("\n".join(keep) + "\n")
+    idir = live_dir / "plots" / "images" / "val"
+    if idir.exists():
+        for p in idir.glob("*.png"):
+            if p.stem.isdigit() and int(p.stem) > step:
+                p.unlink()
+
+
+def train(cfg: Mapping[str, Any], train_set, val_set=None, **kwargs) -> dict:
+    """``Trainer(cfg, train_set, val_set, **kwargs).fit()``; returns the run.json summary."""
+    return Trainer(cfg, train_set, val_set, **kwargs).fit()

@@ -60,7 +60,7 @@ def cmd_upscale(a) -> int:
     from .pipeline.upscale import upscale_photo
 
     out = upscale_photo(a.photo, method=a.method, scale=a.scale, checkpoint=a.checkpoint, out=a.out,
-                        device=a.device)
+                        device=a.device, params_path=a.params)
     print(f"wrote {out}")
     return 0
 

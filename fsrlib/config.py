@@ -46,7 +46,7 @@ SECTIONS = {
     "chained": None,
     "evaluate": {"testsets", "metrics", "crop_border", "offline", "lpips_weights", "fid",
                  "max_images", "batch_size", "save_images", "device"},
-    "downstream": {"testsets", "identity", "landmarks", "verification_pairs", "arcface_weights",
+    "downstream": {"runs", "testsets", "identity", "landmarks", "verification_pairs", "arcface_weights",
                    "max_images", "seed"},
     "report": {"figure_faces", "figure_scales", "testset_for_figures"},
 }
@@ -179,10 +179,21 @@ def validate_params(params: Mapping, check_models: bool = True) -> list[str]:
         if r.get("from") and r["from"] not in runs:
             raise ConfigError(f"run {name!r}: `from: {r['from']}` is not a run")
         dataset_config(params, name)
+        if r.get("from"):
+            cfg, src = run_config(params, name), run_config(params, r["from"])
+            if cfg.get("recipe") != "two_stage" and cfg["model"] != src["model"]:
+                raise ConfigError(f"chained run {name!r} starts from {r['from']!r} but their models differ: "
+                                  f"{cfg['model']} vs {src['model']}")
         if check_models:
             from .train.trainer import validate_config
 
             validate_config(run_config(params, name))
+    want = (params.get("downstream") or {}).get("runs", "all")
+    if want != "all":
+        keys = {run_key(n) for n in runs}
+        unknown = [k for k in want if k not in keys]
+        if unknown:
+            raise ConfigError(f"params.yaml [downstream] runs: {unknown} are not trained by any run; run keys: {sorted(keys)}")
     return warnings
 
 

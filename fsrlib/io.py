@@ -11,6 +11,7 @@ import hashlib
 import io as _io
 import json
 import os
+import re
 import shutil
 import tempfile
 import urllib.error
@@ -204,7 +205,8 @@ def read_image(path) -> tuple[np.ndarray, list[str]]:
         im = Image.open(_io.BytesIO(data))
         im.load()  # forces decoding: truncated files fail here
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise BadImage("unreadable", f"{e.__class__.__name__}: {e}") from e
+        msg = re.sub(r"<[^>]* at 0x[0-9a-fA-F]+>", "the file", str(e))  # no memory addresses in reports
+        raise BadImage("unreadable", f"{e.__class__.__name__}: {msg}") from e
 
     try:
         orientation = im.getexif().get(0x0112, 1)

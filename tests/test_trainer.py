@@ -436,11 +436,11 @@ def test_resume_after_sigkill_is_bit_exact(tmp_path):
     _run_worker("resume", full, 0)
     p = _run_worker("resume", killed, 7, check=False)
     assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
-    last = torch.load(killed / "resume-x8" / "last.pt", weights_only=False)
+    last = torch.load(killed / "resume-x8" / "checkpoints" / "last.pt", weights_only=False)
     assert last["iteration"] == 4 and not (killed / "resume-x8" / "model.pt").exists()
     _run_worker("resume", killed, 0)
-    a = torch.load(full / "resume-x8" / "last.pt", weights_only=False)
-    b = torch.load(killed / "resume-x8" / "last.pt", weights_only=False)
+    a = torch.load(full / "resume-x8" / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(killed / "resume-x8" / "checkpoints" / "last.pt", weights_only=False)
     assert b["resumes"] == [4] and a["iteration"] == b["iteration"] == 10
     for part in ("model", "d_model"):
         for k, v in a[part].items():

@@ -464,6 +464,14 @@ def prepare(raw_index, out_root="data/faces", params: dict | None = None, progre
     return faces, rejects
 
 
+def read_faces(faces_root="data/faces"):
+    """``faces.csv`` as a DataFrame; names and files stay strings (CelebA's "000114" would
+    otherwise become the integer 114 and its image path would break)."""
+    import pandas as pd
+
+    return pd.read_csv(Path(faces_root) / "faces.csv", dtype={"name": str, "file": str})
+
+
 def load_landmarks(faces_root="data/faces") -> dict:
     """``{"dataset/name": {"detected": (68,2), "gt": (68,2) or None}}`` from landmarks.npz."""
     z = np.load(Path(faces_root) / "landmarks.npz")

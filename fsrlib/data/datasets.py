@@ -65,7 +65,7 @@ class FaceSRDataset(Dataset):
     def __init__(self, root="data", dataset: str | Sequence[str] = "celeba", split: str = "train", scale: int = 8,
                  keys: Sequence[str] = ("hr", "lr", "lr_up"), augment: dict | None = None, limit: int | None = None,
                  seed: int = 0, degradation: str = "bicubic", lr_source: str = "disk", hr_size: int = 128):
-        import pandas as pd
+        from .align import read_faces
 
         self.root = Path(root)
         self.scale = int(scale)
@@ -92,7 +92,7 @@ class FaceSRDataset(Dataset):
         csv = self.root / "faces" / "faces.csv"
         if not csv.exists():
             raise FileNotFoundError(f"{csv} is missing: run the prepare stage first")
-        df = pd.read_csv(csv)
+        df = read_faces(self.root / "faces")
         if dataset != "all":
             ds = [dataset] if isinstance(dataset, str) else list(dataset)
             df = df[df.dataset.isin(ds)]

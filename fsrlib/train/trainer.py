@@ -4,7 +4,7 @@
 ``cfg`` (the run's section of ``params.yaml``) on a torch ``Dataset`` of the dicts in
 ``docs/conventions.md`` and writes ``runs/{run}/``:
 
-- ``checkpoints/iter_NNNNNNN.pt`` every ``ckpt_every`` iterations (atomic) and ``last.pt``
+- ``checkpoints/iter_NNNNNNN.pt`` every ``ckpt_every`` iterations (atomic) and ``checkpoints/last.pt``
   (a hard link to the newest): models, optimisers, AMP scalers, EMA, iteration, the RNG
   states of every rank, the data-order position, the run config, elapsed time.
 - ``model.pt``: ``{"format", "model" (model config incl. scale), "state_dict" (EMA weights
@@ -17,7 +17,7 @@
   ``val/psnr`` and ``val/ssim`` (Y channel) every ``val_every``, and an image grid
   ``val/{step}.png`` (input | prediction | target) per validation.
 
-Resume: a run whose directory holds ``last.pt`` continues from it (``resume=True``,
+Resume: a run whose directory holds ``checkpoints/last.pt`` continues from it (``resume=True``,
 default). The data order is a pure function of ``(seed, epoch)``
 (:class:`fsrlib.train.distributed.ShardedBatchSampler`), augmentation draws from a
 generator seeded by ``(seed, iteration)``, and every RNG state is restored, so a run
@@ -528,7 +528,7 @@ class Trainer:
         self.elapsed = {"wall_s": 0.0, "train_s": 0.0, "images": 0, "sessions": 0}
         self.resumes: list[int] = []
         self.last_val: dict[str, float] = {}
-        last = self.run_dir / "last.pt"
+        last = self.run_dir / "checkpoints" / "last.pt"
         if resume and last.exists():
             self._load_checkpoint(last)
 
@@ -710,7 +710,7 @@ class Trainer:
             state = self._state(it)
             state["rng"] = rngs
             keep = self.cfg["keep_ckpts"]
-            last = self.run_dir / "last.pt"
+            last = self.run_dir / "checkpoints" / "last.pt"
             if keep == 0:
                 path = torch_save(state, last)
             else:

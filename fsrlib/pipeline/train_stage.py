@@ -16,6 +16,8 @@ from typing import Any, Mapping
 
 import torch
 
+from .. import losses as _losses  # noqa: F401  (registers the losses)
+from .. import models as _models  # noqa: F401  (registers the model zoo)
 from ..config import dataset_config, load_and_validate, run_config
 from ..registry import LOSSES, MODELS
 
@@ -30,7 +32,7 @@ def needed_keys(cfg: Mapping[str, Any]) -> set[str]:
     """Batch keys a run reads: the model's input, every loss's target/mask, the prior's input."""
     from ..train.recipes import input_key
 
-    model = MODELS.build(cfg["model"], scale=cfg["scale"]) if "scale" not in cfg["model"] else MODELS.build(cfg["model"])
+    model = MODELS.build({"scale": cfg["scale"], **cfg["model"]})
     keys = {input_key(model), "hr"}
     for c in [*(cfg.get("losses") or []), *(cfg.get("d_losses") or [])]:
         if float(c.get("weight", 1.0)) == 0:

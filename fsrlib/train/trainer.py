@@ -967,8 +967,15 @@ def _files_only_live():
 
     The pipeline's ``dvc.yaml`` declares ``dvclive/`` metrics and plots itself, so the
     repository integration brings nothing, costs seconds, fails in a repo without commits,
-    and (dvclive's ``get_dvc_repo``) would ``dvc init`` a plain git repo as a side effect."""
-    from dvclive import Live
+    and (dvclive's ``get_dvc_repo``) would ``dvc init`` a plain git repo as a side effect.
+    Without dvclive installed: :class:`fsrlib.train.live.TsvLive` (same files), with a warning."""
+    try:
+        from dvclive import Live
+    except ImportError:
+        from .live import TsvLive
+
+        warnings.warn("dvclive is not installed: logging with fsrlib.train.live.TsvLive (same file layout)")
+        return TsvLive
 
     class FilesOnlyLive(Live):
         def _init_dvc(self):

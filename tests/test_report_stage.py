@@ -77,8 +77,8 @@ def make_fake_data(root: Path, n: int = 4, scales=(8,)) -> Path:
         lab[((xx - 64) / 14.0) ** 2 + ((yy - 89) / 6.0) ** 2 <= 1] = 11
         (root / "parsing" / "labels" / "helen").mkdir(parents=True, exist_ok=True)
         Image.fromarray(lab).save(root / "parsing" / "labels" / "helen" / f"{name}.png")
-        rows.append({"name": name, "dataset": "helen", "split": "test", "identity": -1, "file": f"helen/test/{name}.jpg",
-                     "helen50": True})
+        rows.append({"name": name, "dataset": "helen", "split": "test", "identity": -1,
+                     "file": f"helen/test/{name}.jpg", "helen50": True})
         keys.append(f"helen/{name}")
         det.append(_fake_landmarks(rng))
     pd.DataFrame(rows).to_csv(root / "faces" / "faces.csv", index=False)
@@ -117,8 +117,8 @@ def save_model(runs_root: Path, run: str, method: str, scale: int, model: dict) 
     from fsrlib.pipeline.train_stage import export_untrained
 
     torch.manual_seed(0)
-    export_untrained({"run": run, "method": method, "scale": scale, "model": dict(model), "losses": [{"type": "l1"}], "iters": 1},
-                     runs_root)
+    export_untrained({"run": run, "method": method, "scale": scale, "model": dict(model),
+                      "losses": [{"type": "l1"}], "iters": 1}, runs_root)
     return runs_root / run / "model.pt"
 
 
@@ -135,8 +135,10 @@ def _protocol(params_M: float) -> dict:
             "parser": "landmark", "budget": {"iters": 30, "batch": 8}, "params_M": params_M}
 
 
-def _write_results(results: Path, run: str, faces: list[tuple[str, str]], hrs: list[np.ndarray], psnr: float,
-                   seed: int, downstream: bool = True, sr_images: bool = True):
+def _write_results(results: Path, downstream_root: Path, run: str, faces: list[tuple[str, str]],
+                   hrs: list[np.ndarray], psnr: float, seed: int, downstream: bool = True, sr_images: bool = True):
+    """results/{run}/helen50/ (SR images, per_image.csv, metrics.json) and
+    downstream/{run}/helen50/ (downstream.json, downstream_per_image.csv)."""
     d = results / run / "helen50"
     rng = np.random.default_rng(seed)
     if sr_images:
@@ -144,8 +146,9 @@ def _write_results(results: Path, run: str, faces: list[tuple[str, str]], hrs: l
             sr = np.clip(hr.astype(int) + rng.integers(-20, 21, hr.shape), 0, 255).astype(np.uint8)
             (d / "sr" / ds).mkdir(parents=True, exist_ok=True)
             Image.fromarray(sr).save(d / "sr" / ds / f"{name}.png")
-        per = pd.DataFrame({"index": range(len(faces)), "dataset": [f[0] for f in faces], "name": [f[1] for f in faces],
-                            "psnr": psnr + rng.normal(0, 0.5, len(faces)), "ssim": 0.7 + rng.normal(0, 0.01, len(faces))})
+        n = len(faces)
+        per = pd.DataFrame({"index": range(n), "dataset": [f[0] for f in faces], "name": [f[1] for f in faces],
+                            "psnr": psnr + rng.normal(0, 0.5, n), "ssim": 0.7 + rng.normal(0, 0.01, n)})
         per.to_csv(d / "per_image.csv", index=False)
         d.mkdir(parents=True, exist_ok=True)
         (d / "metrics.json").write_text(json.dumps({
@@ -153,6 +156,7 @@ def _write_results(results: Path, run: str, faces: list[tuple[str, str]], hrs: l
             "metrics": {"psnr": psnr, "ssim": 0.7, "lpips": None}, "missing": {"lpips": "AlexNet weights absent"},
             "protocol": _protocol(0.02)}))
     if downstream:
+        d = downstream_root / run / "helen50"
         d.mkdir(parents=True, exist_ok=True)
         n = 20
         hr_run = run.startswith("hr-")
@@ -185,7 +189,8 @@ def project(tmp_path_factory, data_root) -> dict:
                     "sparnet": {"model": SPARNET, "losses": [{"type": "sparnet_pix"}], "iters": 30},
                     "parsingnet": {"model": PARSINGNET, "losses": [{"type": "parsingnet_l1"}], "iters": 30}},
         "runs": {"bicubic-x8": {"method": "bicubic", "scale": 8}, "srcnn-x8": {"method": "srcnn", "scale": 8},
-                 "sparnet-x8": {"method": "sparnet", "scale": 8}, "parsingnet-x8": {"method": "parsingnet", "scale": 8}},
+                 "sparnet-x8": {"method": "sparnet", "scale": 8},
+                 "parsingnet-x8": {"method": "parsingnet", "scale": 8}},
         "report": {"figure_faces": 2, "testset_for_figures": "helen50"},
     }
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -200,25 +205,32 @@ def project(tmp_path_factory, data_root) -> dict:
     ds = FaceSRDataset(data_root, "helen", "helen50", 8, keys=("hr",), limit=2)
     faces = [(d, n) for d, n in zip(ds.df["dataset"], ds.df["name"].astype(str))]
     hrs = [np.asarray(Image.open(data_root / "faces" / d / f"{n}.png").convert("RGB")) for d, n in faces]
-    _write_results(results, "bicubic-x8", faces, hrs, 23.5, 1)
-    _write_results(results, "sparnet-x8", faces, hrs, 24.1, 2)
-    _write_results(results, "hr-x8", faces, hrs, 0, 3, sr_images=False)
-    return {"root": root, "params": root / "params.yaml", "runs": runs, "results": results, "data": data_root,
-            "faces": [n for _, n in faces]}
+    down = root / "downstream"
+    _write_results(results, down, "bicubic-x8", faces, hrs, 23.5, 1)
+    _write_results(results, down, "sparnet-x8", faces, hrs, 24.1, 2)
+    _write_results(results, down, "hr-x8", faces, hrs, 0, 3, sr_images=False)
+    return {"root": root, "params": root / "params.yaml", "runs": runs, "results": results, "downstream": down,
+            "data": data_root, "faces": [n for _, n in faces]}
+
+
+def _build(project, out, **kw):
+    return build_report(project["params"], project["results"], project["runs"], project["data"], out,
+                        downstream_root=project["downstream"], **kw)
 
 
 # =============================================================================== build_report
 def test_build_report_writes_tables_figures_and_readme(project, tmp_path):
     out = tmp_path / "reports"
-    res = build_report(project["params"], project["results"], project["runs"], project["data"], out)
+    res = _build(project, out)
     # tables
     assert (out / "tables" / "README.md").is_file()
     assert (out / "tables" / "sparnet_t1.md").is_file() and (out / "tables" / "ours_summary.csv").is_file()
-    assert "sparnet-x8" in (out / "tables" / "ours_summary.md").read_text()
+    summary = (out / "tables" / "ours_summary.md").read_text()
+    assert "sparnet-x8" in summary and "hr-x8" in summary  # downstream numbers read from downstream/
     # figures
     f0 = project["faces"][0]
     want = ["qualitative_x8_helen50.png", f"attention_sparnet-x8_{f0}.png", "parsing_x8_helen50.png",
-            "training_curves_x8.png", "training_sparnet-x8.png", "psnr_vs_cost_x8.png", "psnr_vs_cost_x8_ours.png",
+            "training_curves_x8.png", "training_terms_x8.png", "psnr_vs_cost_x8.png", "psnr_vs_cost_x8_ours.png",
             "identity_threshold_x8_helen50.png", "ced_x8_helen50.png", "ced_gt_x8_helen50.png"]
     made = {f["path"].name for f in res["figures"]}
     assert set(want) <= made, set(want) - made
@@ -237,35 +249,39 @@ def test_build_report_writes_tables_figures_and_readme(project, tmp_path):
     for t in res["tables"]:
         assert f"tables/{t['name']}.md" in readme
     assert "## Protocol" in readme and "degradation: matlab-bicubic" in readme
-    assert "srcnn-x8: no results yet (not trained)" in readme
+    assert "so no numbers, SR images, attention or parsing maps: srcnn-x8" in readme
+    assert "trained, not evaluated (no " in readme and "parsingnet-x8" in readme
     assert res["notes"] and res["seconds"] > 0
     # a second build removes a stale figure of an earlier report
     stale = out / "figures" / "attention_gone-x8_face.png"
     stale.write_bytes(PNG_MAGIC)
-    build_report(project["params"], project["results"], project["runs"], project["data"], out, attention_faces=0)
+    _build(project, out, attention_faces=0)
     assert not stale.exists() and not (out / "figures" / f"attention_sparnet-x8_{f0}.png").exists()
 
 
 def test_build_report_with_nothing_notes_instead_of_failing(tmp_path):
     res = build_report(tmp_path / "no_params.yaml", tmp_path / "results", tmp_path / "runs", tmp_path / "data",
-                       tmp_path / "reports")
+                       tmp_path / "reports", downstream_root=tmp_path / "downstream")
     readme = res["readme"].read_text()
     assert res["figures"] == [] and (tmp_path / "reports" / "tables" / "sparnet_t1.md").is_file()
     assert "no params file" in readme and "figure faces" in readme and "downstream_per_image.csv" in readme
 
 
 def test_broken_results_file_raises(project, tmp_path):
-    results = tmp_path / "results"
+    results, down = tmp_path / "results", tmp_path / "downstream"
     shutil.copytree(project["results"] / "bicubic-x8", results / "bicubic-x8")
-    assert check_results(results)["metrics.json"] == 1
+    shutil.copytree(project["downstream"] / "bicubic-x8", down / "bicubic-x8")
+    assert check_results(results, down) == {"metrics.json": 1, "downstream.json": 1, "per_image.csv": 1,
+                                            "downstream_per_image.csv": 1}
     (results / "bicubic-x8" / "helen50" / "metrics.json").write_text('{"run": "bicubic-x8", "metrics": {"psnr": 2')
     with pytest.raises(BrokenResultsError, match="metrics.json"):
-        build_report(project["params"], results, project["runs"], project["data"], tmp_path / "reports")
+        build_report(project["params"], results, project["runs"], project["data"], tmp_path / "reports",
+                     downstream_root=down)
     assert not (tmp_path / "reports").exists()
     (results / "bicubic-x8" / "helen50" / "metrics.json").write_text("{}")
-    (results / "bicubic-x8" / "helen50" / "downstream_per_image.csv").write_text("")
+    (down / "bicubic-x8" / "helen50" / "downstream_per_image.csv").write_text("")
     with pytest.raises(BrokenResultsError, match="downstream_per_image.csv"):
-        check_results(results)
+        check_results(results, down)
 
 
 # =============================================================================== inspect_face

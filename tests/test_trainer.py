@@ -315,7 +315,20 @@ def test_aux_outputs_step_lowers_loss(tmp_path):
     tr = make_trainer(tmp_path, cfg)
     a, b = two_steps(tr)
     assert b["loss"] < a["loss"]
-    assert {"pgnet_content/coarse", "pgnet_content/parsing", "pgnet_content/final", "coarse_l1"} <= set(a)
+    assert {"pgnet_content_coarse", "pgnet_content_parsing", "pgnet_content_final", "coarse_l1"} <= set(a)
+
+
+def test_fit_logs_loss_sub_terms(tmp_path):
+    """A loss with sub-terms (thesis, W-Net key regions) logs them next to its total through
+    dvclive without a metric also having to be a folder (a crash before the terms were flat)."""
+    import json
+
+    cfg = base_cfg(model={"type": "test_tiny_aux"}, log_every=1, iters=2, losses=[{"type": "pgnet_content"}])
+    make_trainer(tmp_path, cfg).fit()
+    live = tmp_path / "runs" / "tiny-x8" / "dvclive"
+    m = json.loads((live / "metrics.json").read_text())["train"]
+    assert {"pgnet_content", "pgnet_content_coarse", "pgnet_content_parsing", "pgnet_content_final"} <= set(m)
+    assert (live / "plots" / "metrics" / "train" / "pgnet_content_final.tsv").exists()
 
 
 @pytest.mark.parametrize("d_type,gan_type,fm", [("test_tiny_d", "hinge", True), ("test_tiny_logit_d", "vanilla", False)])

@@ -1,9 +1,10 @@
 """The ``report`` stage: every table and figure, and ``reports/README.md`` (the index).
 
 :func:`build_report` reads what the earlier stages left (``results/{run}/{testset}/``:
-``metrics.json``, ``per_image.csv``, ``sr/{dataset}/{name}.png``, ``downstream.json``,
-``downstream_per_image.csv``; ``runs/{run}/``: ``model.pt``, ``run.json``, ``dvclive/``) and
-writes
+``metrics.json``, ``per_image.csv``, ``sr/{dataset}/{name}.png``;
+``downstream/{run}/{testset}/``: ``downstream.json``, ``downstream_per_image.csv`` (the older
+layout kept them in ``results/``: read there when ``downstream/`` does not exist);
+``runs/{run}/``: ``model.pt``, ``run.json``, ``dvclive/``) and writes
 
 - ``{out}/tables/``: the paper-vs-ours tables (:func:`fsrlib.report.tables.build_all`);
 - ``{out}/figures/``: qualitative grids per scale (LR, every method with SR images, HR, eye
@@ -12,7 +13,8 @@ writes
   and the papers'), identity-threshold curves (W-Net Fig. 6) and landmark CED curves
   (SPARNet Fig. 5b);
 - ``{out}/README.md``: every table and figure with a one-line caption, the protocol of our
-  numbers, and a note for everything skipped.
+  numbers, a list of the model benchmarks found in ``{out}/benchmarks/``, and a note for
+  everything skipped.
 
 Attention and parsing maps are recomputed with :class:`fsrlib.train.recipes.RunPredictor`
 on a few faces (the evaluate stage keeps only the SR images); MACs are counted with
@@ -27,6 +29,7 @@ error map, PSNR / SSIM and every intermediate map the model returns.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -79,6 +82,20 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int = 1):
+    """Run small inferences on ``n`` intra-op threads (restored afterwards): on a busy 2-core
+    machine, torch's 2-thread pool made a one-face forward pass ten times slower."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _scale_of(run: str) -> int | None:
     from ..report.tables import parse_run_name
 
@@ -119,18 +136,27 @@ def _read_png_strict(path: Path) -> np.ndarray:
         raise BrokenResultsError(f"{path}: unreadable SR image ({e.__class__.__name__}: {e})") from e
 
 
-def check_results(results_root: str | Path = "results") -> dict[str, int]:
-    """Read every results file once; raise :class:`BrokenResultsError` on the first broken
-    one. Returns how many of each kind were found."""
-    root = Path(results_root)
+def check_results(results_root: str | Path = "results", downstream_root: str | Path | None = None) -> dict[str, int]:
+    """Read every results file once (``results_root`` and ``downstream_root``); raise
+    :class:`BrokenResultsError` on the first broken one. Returns how many of each kind were found."""
     counts = {"metrics.json": 0, "downstream.json": 0, "per_image.csv": 0, "downstream_per_image.csv": 0}
-    if not root.is_dir():
-        return counts
-    for name in counts:
-        for f in sorted(root.glob(f"*/*/{name}")):
-            (_read_json_strict if name.endswith(".json") else _read_csv_strict)(f)
-            counts[name] += 1
+    roots = [Path(results_root)] + ([Path(downstream_root)] if downstream_root is not None else [])
+    for root in dict.fromkeys(roots):
+        if not root.is_dir():
+            continue
+        for name in counts:
+            for f in sorted(root.glob(f"*/*/{name}")):
+                (_read_json_strict if name.endswith(".json") else _read_csv_strict)(f)
+                counts[name] += 1
     return counts
+
+
+def _resolve_downstream_root(downstream_root: str | Path | None, results_root: Path) -> Path:
+    """``downstream/`` (the pipeline's layout) when it exists, else ``results/`` (older layout)."""
+    if downstream_root is None:
+        return results_root
+    d = Path(downstream_root)
+    return d if d.is_dir() else results_root
 
 
 class _Log:
@@ -149,13 +175,13 @@ class _Log:
 
 
 # =============================================================================== runs and faces
-def _discover_runs(params: Mapping, results_root: Path, runs_root: Path) -> list[str]:
-    """Runs of params (in order), then any other run folder found in results/ or runs/."""
+def _discover_runs(params: Mapping, results_root: Path, runs_root: Path, downstream_root: Path) -> list[str]:
+    """Runs of params (in order), then any other run folder found in results/, downstream/ or runs/."""
     from ..config import all_runs
 
     names = list(all_runs(params)) if params else []
     extra = set()
-    for root in (results_root, runs_root):
+    for root in (results_root, runs_root, downstream_root):
         if root.is_dir():
             extra |= {p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
     return names + sorted(extra - set(names))
@@ -237,7 +263,9 @@ class _Faces:
 def model_complexity(run: str | Path, runs_root: str | Path = "runs", size: int = 128) -> dict:
     """Parameters and MACs of a run's inference on one ``size``-px face (the prior network of a
     two-stage run included): ``{"params_M", "macs_G", "input"}``. MACs = FLOPs / 2 counted by
-    ``FlopCounterMode`` (convolutions, matrix products; not element-wise operations)."""
+    ``FlopCounterMode`` (convolutions, matrix products; not element-wise operations), on the
+    ``meta`` device (shapes only, no arithmetic) and on the CPU when an operation has no meta
+    implementation."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -246,16 +274,30 @@ def model_complexity(run: str | Path, runs_root: str | Path = "runs", size: int 
 
     pred = RunPredictor.from_run(run, runs_root, "cpu")
     model = pred.model
+    n_params = count_params(model) + (count_params(pred.prior.model) if pred.prior is not None else 0)
     s = int(model.scale)
     up = int(model.expected_input_size()) if getattr(model, "input_kind", "lr") == "upsampled" else size
-    batch = {"lr": torch.rand(1, 3, size // s, size // s), "lr_up": torch.rand(1, 3, up, up)}
-    if pred.prior_gt:
-        batch[pred.prior_gt] = torch.rand(1, 3, size, size)
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        pred.maps(batch)
-    n_params = count_params(model) + (count_params(pred.prior.model) if pred.prior is not None else 0)
-    return {"params_M": n_params / 1e6, "macs_G": fc.get_total_flops() / 2 / 1e9,
-            "input": f"{pred.input_key} {tuple(batch[pred.input_key].shape[-2:])}"}
+
+    def count(device: str) -> float:
+        model.to(device)
+        if pred.prior is not None:
+            pred.prior.to(device)
+        batch = {"lr": torch.rand(1, 3, size // s, size // s, device=device),
+                 "lr_up": torch.rand(1, 3, up, up, device=device)}
+        if pred.prior_gt:
+            batch[pred.prior_gt] = torch.rand(1, 3, size, size, device=device)
+        with torch.no_grad(), FlopCounterMode(display=False) as fc:
+            pred.maps(batch)
+        return fc.get_total_flops() / 2 / 1e9
+
+    try:
+        macs = count("meta")
+    except Exception:  # noqa: BLE001 - an op without a meta kernel: count on real tensors
+        pred = RunPredictor.from_run(run, runs_root, "cpu")
+        model = pred.model
+        macs = count("cpu")
+    return {"params_M": n_params / 1e6, "macs_G": macs,
+            "input": f"{pred.input_key} {size // s if pred.input_key == 'lr' else up} px"}
 
 
 # =============================================================================== figure makers
@@ -338,8 +380,9 @@ def _maps_figures(log: _Log, faces: _Faces, params: Mapping, runs: Sequence[str]
             continue
         what = "attention maps" if is_att else "parsing maps"
         if not (runs_root / r / "model.pt").is_file():
-            log.note(f"{what} of {r}: not trained (no {runs_root / r / 'model.pt'})")
-            continue
+            if r not in (params.get("runs") or {}) and r not in (params.get("chained") or {}):
+                log.note(f"{what} of {r}: not trained (no {runs_root / r / 'model.pt'})")
+            continue  # runs of params: in the "not trained" note
         try:
             pred = RunPredictor.from_run(r, runs_root, "cpu")
             b = faces.batch(s)
@@ -426,16 +469,19 @@ def _training_curves(log: _Log, runs: Sequence[str], runs_root: Path, fig_dir: P
     for r, df in curves.items():
         by_scale.setdefault(_scale_of(r), {})[r] = df
     for s, cur in sorted(by_scale.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
-        have = {m for d in cur.values() for m in d["metric"].unique()}
-        main = [m for m in MAIN_CURVES if m in have] or sorted(have)
+        have = sorted({m for d in cur.values() for m in d["metric"].unique()})
+        main = [m for m in MAIN_CURVES if m in have] or have
+        other = [m for m in have if m not in main]
         tag = f"x{s}" if s is not None else "other"
         path = F.training_curves(cur, fig_dir / f"training_curves_{tag}.png", metrics=main,
                                  title=f"Training curves ×{s}" if s else "Training curves")
         log.fig(path, f"Training curves of the ×{s} runs ({', '.join(cur)}): {', '.join(main)} from dvclive "
                       "(validation on the train stage's small validation subset)", "training")
-    for r, df in curves.items():
-        path = F.training_curves({r: df}, fig_dir / f"training_{r}.png", title=f"{r}: every logged metric")
-        log.fig(path, f"Training curves of {r}: every dvclive metric ({df['metric'].nunique()})", "training")
+        if other:
+            path = F.training_curves(cur, fig_dir / f"training_terms_{tag}.png", metrics=other,
+                                     title=f"Loss terms and schedules ×{s}" if s else "Loss terms and schedules")
+            log.fig(path, f"Every other dvclive metric of the ×{s} runs (loss terms, learning rates, "
+                          f"discriminator): {', '.join(other)}", "training")
 
 
 def _cost(log: _Log, ours: pd.DataFrame, runs_root: Path, scales: Sequence[int], fig_testset: str,
@@ -445,6 +491,7 @@ def _cost(log: _Log, ours: pd.DataFrame, runs_root: Path, scales: Sequence[int],
     from ..io import write_csv
 
     paper = load_paper_results()
+    ours = ours[ours["scale"].notna()]
     for s in scales:
         o = ours[(ours["scale"] == s) & (ours["metric"] == "psnr") & ours["value"].notna()]
         if o.empty:
@@ -485,19 +532,20 @@ def _cost(log: _Log, ours: pd.DataFrame, runs_root: Path, scales: Sequence[int],
                           "papers', so the combined plot squeezes them against the axis)", "cost")
 
 
-def _downstream(log: _Log, results_root: Path, runs: Sequence[str], fig_dir: Path) -> None:
+def _downstream(log: _Log, downstream_root: Path, runs: Sequence[str], fig_dir: Path) -> None:
     from ..report import figures as F
 
     groups: dict[tuple[int, str], dict[str, pd.DataFrame]] = {}
     for r in runs:
         s = _scale_of(r)
-        d = results_root / r
+        d = downstream_root / r
         if s is None or not d.is_dir():
             continue
         for f in sorted(d.glob("*/downstream_per_image.csv")):
             groups.setdefault((s, f.parent.name), {})[r] = _read_csv_strict(f)
     if not groups:
-        log.note("downstream curves: no downstream_per_image.csv (run the downstream stage)")
+        log.note(f"downstream curves: no {downstream_root}/<run>/<testset>/downstream_per_image.csv "
+                 "(run the downstream stage)")
         return
     for (s, ts), per in sorted(groups.items()):
         sr_runs = {r: df for r, df in per.items() if _label_of(r) != "hr"}
@@ -541,9 +589,10 @@ def _table_entries(tables_dir: Path, written: Sequence[Path]) -> list[dict]:
     for p in written:
         if p.suffix != ".md" or p.name == "README.md":
             continue
-        first = next((ln for ln in p.read_text().splitlines() if ln.strip()), p.stem)
+        first = next((ln for ln in p.read_text().splitlines() if ln.strip()), p.stem).lstrip("# ").strip()
+        first = first.split(". Each cell:")[0].split(". No paper numbers")[0].rstrip(".")
         spec = TABLES_BY_NAME.get(p.stem)
-        out.append({"name": p.stem, "path": p, "csv": p.with_suffix(".csv"), "caption": first.lstrip("# ").strip(),
+        out.append({"name": p.stem, "path": p, "csv": p.with_suffix(".csv"), "caption": first,
                     "kind": spec.kind if spec is not None else "ours"})
     return out
 
@@ -556,23 +605,28 @@ def _write_readme(out: Path, tables: list[dict], log: _Log, ours: pd.DataFrame, 
     def rel(p: Path) -> str:
         return Path(p).relative_to(out).as_posix()
 
-    evaluated = sorted(set(ours.loc[ours["testset"] != "", "run"])) if len(ours) else []
+    measured = sorted(set(ours.loc[ours["testset"] != "", "run"])) if len(ours) else []
+    hr_rows = [r for r in measured if _label_of(r) == "hr"]
+    evaluated = [r for r in measured if r not in hr_rows]
     trained = [r for r in runs if (runs_root / r / "model.pt").is_file()]
     in_params = list(params.get("runs") or {}) + list(params.get("chained") or {}) if params else []
     lines = ["# Report", "",
-             "Generated by `fsrlib.pipeline.report_stage.build_report` from `results/` and `runs/`. "
+             "Generated by `fsrlib.pipeline.report_stage.build_report` from `results/`, `downstream/` and `runs/`. "
              "Tables put the papers' numbers beside ours (`paper / ours`); figures are recomputed from the "
              "runs' SR images, models and logs.", "",
              "## Protocol", "",
              f"- Runs in params: {len(in_params)}; trained (model.pt): {len(trained)}; evaluated: {len(evaluated)}"
-             + (f" ({', '.join(evaluated)})" if evaluated else "") + ".",
-             f"- {protocol_caption(ours if len(ours) else None, evaluated)}",
+             + (f" ({', '.join(evaluated)})" if evaluated else "")
+             + (f"; HR reference rows (downstream): {', '.join(hr_rows)}" if hr_rows else "") + ".",
+             f"- {protocol_caption(ours if len(ours) else None, measured)}",
              f"- Figures: faces = the first {rep['figure_faces']} of `{rep['testset_for_figures']}` "
              "(sorted by name, as the data set orders them); SR images from the evaluate stage; attention and "
              "parsing maps recomputed with the trained models on those faces.",
              "- Numbers are from this profile's budget (see `params.yaml`); the papers' settings are in the "
              "captions of each table.", "",
-             "## Tables", "", "| table | kind | caption |", "|---|---|---|"]
+             "## Tables", "",
+             "Each cell of a paper table reads `paper / ours`; `–` gives the reason where a number is missing.", "",
+             "| table | kind | caption |", "|---|---|---|"]
     for t in tables:
         lines.append(f"| [{t['name']}]({rel(t['path'])}) ([csv]({rel(t['csv'])})) | {t['kind']} | "
                      f"{t['caption'].replace('|', '/')} |")
@@ -587,7 +641,15 @@ def _write_readme(out: Path, tables: list[dict], log: _Log, ours: pd.DataFrame, 
         lines += ["| figure | caption |", "|---|---|"]
         lines += [f"| [{f['path'].name}]({rel(f['path'])}) | {f['caption'].replace('|', '/')} |" for f in figs]
         lines.append("")
-    lines += ["## Notes: what was skipped and why", ""]
+    bench = sorted((out / "benchmarks").glob("*.md")) if (out / "benchmarks").is_dir() else []
+    lines += ["## Model benchmarks", ""]
+    if bench:
+        for b in bench:
+            first = next((ln for ln in b.read_text().splitlines() if ln.strip()), b.stem).lstrip("# ").strip()
+            lines.append(f"- [{b.name}]({rel(b)}): {first}")
+    else:
+        lines.append(f"- none in {out / 'benchmarks'} (`python benchmarks/models.py` writes them there)")
+    lines += ["", "## Notes: what was skipped and why", ""]
     lines += [f"- {n}" for n in log.notes] if log.notes else ["- nothing was skipped"]
     lines.append("")
     return write_text(out / "README.md", "\n".join(lines))
@@ -596,12 +658,15 @@ def _write_readme(out: Path, tables: list[dict], log: _Log, ours: pd.DataFrame, 
 # =============================================================================== the stage
 def build_report(params_path: str | Path = "params.yaml", results_root: str | Path = "results",
                  runs_root: str | Path = "runs", data_root: str | Path = "data", out: str | Path = "reports",
-                 attention_faces: int = 2) -> dict:
+                 downstream_root: str | Path | None = "downstream", attention_faces: int = 2) -> dict:
     """Write ``{out}/tables/``, ``{out}/figures/`` and ``{out}/README.md``.
 
     Returns ``{"readme", "tables": [{name, path, csv, caption, kind}], "figures": [{path,
-    caption, section}], "notes": [...], "seconds"}``. Raises :class:`BrokenResultsError` on an
-    unreadable results file; anything missing becomes a note."""
+    caption, section}], "notes": [...], "seconds", "timings": {section: seconds}}``. Raises
+    :class:`BrokenResultsError` on an unreadable results file; anything missing becomes a note.
+    ``downstream_root``: the downstream stage's folder (``None`` or a missing folder: read
+    ``downstream.json`` / ``downstream_per_image.csv`` from ``results_root``).
+    ``attention_faces``: SPARNet attention figures per run (the first faces of the figure set)."""
     from ..report.tables import build_all, load_results
 
     t0 = time.perf_counter()
@@ -612,28 +677,30 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
     if not params:
         log.note(f"no params file at {params_path}: every run found in {results_root} and {runs_root} is reported, "
                  "with the default report settings")
-    check_results(results_root)  # raises on a broken file, before anything is written
+    ds_root = _resolve_downstream_root(downstream_root, results_root)
+    check_results(results_root, ds_root)  # raises on a broken file, before anything is written
 
     # (1) tables
     tables_dir, fig_dir = out / "tables", out / "figures"
-    written = build_all(results_root, runs_root, tables_dir)
+    written = build_all(results_root, runs_root, tables_dir, downstream_dir=ds_root)
     tables = _table_entries(tables_dir, written)
-    ours = load_results(results_root, runs_root)
+    ours = load_results(results_root, runs_root, ds_root)
 
     # (2) figures
     fig_dir.mkdir(parents=True, exist_ok=True)
-    runs = _discover_runs(params, results_root, runs_root)
+    runs = _discover_runs(params, results_root, runs_root, ds_root)
     for r in runs:
         if _scale_of(r) is None:
             log.note(f"{r}: not a run name (<key>-x<scale>); left out of the figures")
     runs = [r for r in runs if _scale_of(r) is not None]
-    have_results = [r for r in runs if (results_root / r).is_dir()]
-    for r in params.get("runs") or {}:
-        if r not in have_results and _label_of(r) != "hr":
-            log.note(f"{r}: no results yet ({'trained, not evaluated' if (runs_root / r / 'model.pt').is_file() else 'not trained'})")
-    for r in params.get("chained") or {}:
-        if r not in have_results:
-            log.note(f"{r}: no results yet ({'trained, not evaluated' if (runs_root / r / 'model.pt').is_file() else 'not trained'})")
+    in_params = [*(params.get("runs") or {}), *(params.get("chained") or {})]
+    not_trained = [r for r in in_params if not (runs_root / r / "model.pt").is_file()]
+    not_evaluated = [r for r in in_params if r not in not_trained and not (results_root / r).is_dir()]
+    if not_trained:
+        log.note(f"not trained (no {runs_root}/<run>/model.pt), so no numbers, SR images, attention or parsing "
+                 f"maps: {', '.join(not_trained)}")
+    if not_evaluated:
+        log.note(f"trained, not evaluated (no {results_root}/<run>/): {', '.join(not_evaluated)}")
     scales = rep.get("figure_scales") or sorted({_scale_of(r) for r in runs if (results_root / r).is_dir() or
                                                  (runs_root / r).is_dir()})
     scales = [int(s) for s in scales]
@@ -650,15 +717,23 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
     else:
         log.note(f"figure faces: no {data_root / 'faces' / 'faces.csv'} (run the prepare stage); qualitative, "
                  "attention and parsing figures skipped")
-    if faces is not None:
-        _qualitative(log, faces, results_root, runs, scales, fig_dir)
-        _maps_figures(log, faces, params, runs, runs_root, fig_dir, attention_faces)
-    _training_curves(log, runs, runs_root, fig_dir)
-    if len(ours):
-        _cost(log, ours, runs_root, scales, testset, fig_dir)
-    else:
-        log.note("PSNR vs cost: no results")
-    _downstream(log, results_root, runs, fig_dir)
+    timings = {"tables": round(time.perf_counter() - t0, 2)}
+
+    def timed(key, fn, *args):
+        t = time.perf_counter()
+        fn(*args)
+        timings[key] = round(time.perf_counter() - t, 2)
+
+    with _torch_threads(1):
+        if faces is not None:
+            timed("qualitative", _qualitative, log, faces, results_root, runs, scales, fig_dir)
+            timed("maps", _maps_figures, log, faces, params, runs, runs_root, fig_dir, attention_faces)
+        timed("training", _training_curves, log, runs, runs_root, fig_dir)
+        if len(ours):
+            timed("cost", _cost, log, ours, runs_root, scales, testset, fig_dir)
+        else:
+            log.note("PSNR vs cost: no results")
+        timed("downstream", _downstream, log, ds_root, runs, fig_dir)
 
     made = {f["path"].name for f in log.figures} | {f"psnr_vs_cost_x{s}.csv" for s in scales}
     for p in fig_dir.iterdir():  # figures of an earlier report that this one did not make again
@@ -668,18 +743,23 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
     # (3) README
     readme = _write_readme(out, tables, log, ours, params, rep, runs, results_root, runs_root)
     return {"readme": readme, "tables": tables, "figures": log.figures, "notes": log.notes,
-            "seconds": round(time.perf_counter() - t0, 2)}
+            "seconds": round(time.perf_counter() - t0, 2), "timings": timings}
 
 
 # =============================================================================== inspection
 def _face_index(df: pd.DataFrame, face: int | str) -> int:
-    if isinstance(face, (int, np.integer)) and not isinstance(face, bool):
-        if not 0 <= int(face) < len(df):
-            raise IndexError(f"face index {face} out of range: the test set has {len(df)} faces")
-        return int(face)
-    s = str(face)
     keys = [f"{d}/{n}" for d, n in zip(df["dataset"].astype(str), df["name"].astype(str))]
     names = list(df["name"].astype(str))
+    if isinstance(face, (int, np.integer)) and not isinstance(face, bool):
+        if 0 <= int(face) < len(df):
+            return int(face)
+        # papermill -p face 296961468_1 passes the int 2969614681 (Python reads the "_" as a digit separator)
+        hits = [i for i, n in enumerate(names) if n.replace("_", "") == str(int(face))]
+        if len(hits) == 1:
+            return hits[0]
+        raise IndexError(f"face index {face} out of range: the test set has {len(df)} faces "
+                         "(give a name as a string; with papermill: -r face <name>)")
+    s = str(face)
     for cand in (keys, names):
         if s in cand:
             return cand.index(s)
@@ -701,7 +781,7 @@ def _np_map(t) -> np.ndarray:
 def inspect_face(run: str | Path, testset: str = "helen50", face: int | str = 0,
                  params_path: str | Path | None = "params.yaml", runs_root: str | Path | None = None,
                  data_root: str | Path = "data", device: str = "cpu", crop_border: int | None = None,
-                 out_path: str | Path | None = None) -> dict:
+                 out_path: str | Path | None = None, threads: int = 1) -> dict:
     """One face of ``testset`` through the trained ``run`` (a run name, run folder or model.pt).
 
     Returns a dict of numpy arrays and a matplotlib figure:
@@ -712,7 +792,13 @@ def inspect_face(run: str | Path, testset: str = "helen50", face: int | str = 0,
     ``prior`` (FishFSRNet: its ParsingNet prior), ``coarse`` (PGNet's coarse SR, H x W x 3),
     ``labels`` (the parse stage's 19-class map, when present), ``maps`` (every other output),
     ``name``, ``dataset``, ``index``, ``scale``, ``run``, ``testset`` and ``figure``. With
-    ``out_path`` the figure is also saved there as a PNG."""
+    ``out_path`` the figure is also saved there as a PNG. ``threads``: torch intra-op threads
+    for the one-face forward pass (restored afterwards)."""
+    with _torch_threads(threads):
+        return _inspect_face(run, testset, face, params_path, runs_root, data_root, device, crop_border, out_path)
+
+
+def _inspect_face(run, testset, face, params_path, runs_root, data_root, device, crop_border, out_path) -> dict:
     import torch
     from torch.utils.data import default_collate
 
@@ -812,7 +898,8 @@ def _inspect_figure(res: Mapping, crop: int):
             continue
         m = np.clip(m, 0, 1)
         row = []
-        if m.ndim == 3 and (m.shape[0] == 1 or (m.shape[0] == 3 and np.allclose(m[0], m[1]) and np.allclose(m[0], m[2]))):
+        same3 = m.ndim == 3 and m.shape[0] == 3 and np.allclose(m[0], m[1]) and np.allclose(m[0], m[2])
+        if m.ndim == 3 and (m.shape[0] == 1 or same3):
             row.append((f"{key} ({m.shape[-1]} px)", "soft", m[0]))
         elif m.ndim == 3 and m.shape[0] == 3:  # ParsingNet: three skin channels, channel 0 is the scored one
             row += [(f"{key} ch{c} ({m.shape[-1]} px)", "soft", m[c]) for c in range(3)]

@@ -58,7 +58,7 @@ def compute_losses(losses, out, batch, gan=None) -> tuple[torch.Tensor, dict[str
         v = loss(out, batch, gan)
         logs[loss.name] = (v / loss.weight).detach()
         for k, t in loss.terms.items():
-            logs[f"{loss.name}/{k}"] = t
+            logs[f"{loss.name}_{k}"] = t  # flat: dvclive nests "/" and a metric cannot also be a folder
         total = v if total is None else total + v
     if total is None:
         raise ValueError("no loss with a non-zero weight")

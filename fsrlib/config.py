@@ -28,7 +28,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import yaml
 

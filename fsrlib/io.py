@@ -258,5 +258,19 @@ def is_effectively_gray(rgb: np.ndarray, tol: int = 3) -> bool:
     return bool(np.abs(a[..., 0] - a[..., 1]).max() <= tol and np.abs(a[..., 1] - a[..., 2]).max() <= tol)
 
 
+MANIFEST = "MANIFEST.md5"
+
+
+def write_manifest(root, name: str = MANIFEST) -> Path:
+    """``root/MANIFEST.md5``: one ``md5  relative/path`` line per file below ``root`` (sorted).
+
+    Pipeline stages depend on this one small file instead of a folder of thousands of images:
+    any change of content changes the manifest, and DVC checks one file instead of thousands."""
+    root = Path(root)
+    lines = [f"{md5sum(p)}  {p.relative_to(root).as_posix()}" for p in sorted(root.rglob("*"))
+             if p.is_file() and p.name != name and not p.name.startswith(".")]
+    return write_text(root / name, "\n".join(lines) + "\n")
+
+
 def copy_tree(src, dst) -> None:
     shutil.copytree(src, dst, dirs_exist_ok=True)

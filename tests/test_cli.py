@@ -43,14 +43,6 @@ def _rgb(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
-def _mirror_helen() -> Path | None:
-    env = os.environ.get("FSR_DATA_MIRROR")
-    for p in ([Path(env)] if env else []) + [REPO.parent / "shared" / "datasets"]:
-        if (p / "helen" / "test").is_dir():
-            return p / "helen" / "test"
-    return None
-
-
 @pytest.fixture(scope="module")
 def astronaut(tmp_path_factory) -> Path:
     import skimage.data
@@ -147,10 +139,8 @@ def test_upscale_missing_or_wrong_checkpoint(tmp_path, monkeypatch, capsys, astr
 
 # ====================================================================== evaluate
 @pytest.fixture(scope="module")
-def helen_folder(tmp_path_factory) -> Path:
-    src = _mirror_helen()
-    if src is None:
-        pytest.skip("face data mirror not found: set FSR_DATA_MIRROR or put it at ../shared/datasets")
+def helen_folder(tmp_path_factory, mirror) -> Path:
+    src = mirror / "helen" / "test"
     d = tmp_path_factory.mktemp("helen6") / "photos"
     d.mkdir()
     for jpg in sorted(src.glob("*.jpg"))[:6]:

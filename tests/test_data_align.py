@@ -16,22 +16,6 @@ from fsrlib.io import OfflineError
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _mirror() -> Path | None:
-    env = os.environ.get("FSR_DATA_MIRROR")
-    for p in ([Path(env)] if env else []) + [REPO.parent / "shared" / "datasets"]:
-        if (p / "celeba" / "identity.csv").exists() and (p / "helen" / "test").is_dir():
-            return p
-    return None
-
-
-@pytest.fixture(scope="module")
-def mirror():
-    m = _mirror()
-    if m is None:
-        pytest.skip("face data mirror not found: set FSR_DATA_MIRROR or put it at ../shared/datasets")
-    return m
-
-
 @pytest.fixture(scope="module")
 def aligner():
     return FaceAligner()

@@ -18,20 +18,10 @@ REPO = Path(__file__).resolve().parents[1]
 ALL = ("hr", "lr", "lr_up", "labels", "skin", "skin_lr", "parts11", "regions")
 
 
-def _mirror():
-    env = os.environ.get("FSR_DATA_MIRROR")
-    for p in ([Path(env)] if env else []) + [REPO.parent / "shared" / "datasets"]:
-        if (p / "celeba" / "identity.csv").exists() and (p / "helen" / "test").is_dir():
-            return p
-    return None
-
-
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
+def root(tmp_path_factory, mirror):
     """data/ with raw -> faces -> lr -> parsing for 6 CelebA and 3 Helen mirror photos."""
-    m = _mirror()
-    if m is None:
-        pytest.skip("face data mirror not found: set FSR_DATA_MIRROR or put it at ../shared/datasets")
+    m = mirror
     from fsrlib.data.align import prepare
     from fsrlib.data.degrade import degrade_all
     from fsrlib.data.download import build_raw_index

@@ -9,15 +9,6 @@ from fsrlib.models import build_model, count_params
 from fsrlib.models.discriminators import MultiScalePatchD, NLayerD, PatchGAN, SRGANDiscriminator
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is 10-100x faster on a loaded 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_hd_d_counts_and_512_shapes():
     d = build_model("patchgan_ms")
     assert isinstance(d, MultiScalePatchD) and not hasattr(d, "input_kind") and len(d.D_pool) == 3

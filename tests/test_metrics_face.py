@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import sys
 from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import find_mirror
 import torch
 from PIL import Image
 
@@ -20,22 +20,10 @@ from fsrlib.metrics import face as FM
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _mirror() -> Path:
-    return Path(os.environ.get("FSR_DATA_MIRROR", ROOT.parent / "shared" / "datasets"))
-
-
 def _need(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"face data mirror not found at {path} (set FSR_DATA_MIRROR to the shared datasets folder)")
     return path
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _read_pts(p: Path) -> np.ndarray:
@@ -61,7 +49,7 @@ def _degrade(a: np.ndarray, scale: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def helen():
-    d = _need(_mirror() / "helen" / "test")
+    d = _need((find_mirror() or Path('/nonexistent')) / "helen" / "test")
     hr, gt = [], []
     for p in sorted(d.glob("*.jpg")):
         img, pts = _crop_128(np.asarray(Image.open(p).convert("RGB")), _read_pts(p.with_suffix(".pts")))
@@ -169,7 +157,7 @@ def test_no_face_does_not_crash(helen):
 
 
 def test_verification_on_real_identities():
-    d = _need(_mirror() / "celeba")
+    d = _need((find_mirror() or Path('/nonexistent')) / "celeba")
     by = defaultdict(list)
     with open(d / "identity.csv") as f:
         for r in csv.DictReader(f):

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import find_mirror
 import torch
 from PIL import Image
 from scipy.ndimage import gaussian_filter
@@ -17,10 +17,6 @@ from fsrlib.metrics import image as M
 from fsrlib.registry import METRICS, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _mirror() -> Path:
-    return Path(os.environ.get("FSR_DATA_MIRROR", ROOT.parent / "shared" / "datasets"))
 
 
 def _center_128(path: Path) -> np.ndarray:
@@ -37,22 +33,13 @@ def _degrade(a: np.ndarray, scale: int) -> np.ndarray:
     return np.asarray(small.resize((a.shape[1], a.shape[0]), Image.BICUBIC))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Small tensors: on a shared 2-core machine OpenMP's thread barriers cost ~100x the work."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def faces() -> np.ndarray:
     """(N,128,128,3) uint8: five real CelebA faces and the astronaut."""
     from skimage.data import astronaut
 
     out = [np.asarray(Image.fromarray(astronaut()[0:260, 120:380]).resize((128, 128), Image.BICUBIC))]
-    d = _mirror() / "celeba" / "images"
+    d = (find_mirror() or Path('/nonexistent')) / "celeba" / "images"
     if not d.is_dir():
         pytest.skip(f"face data mirror not found at {d} (set FSR_DATA_MIRROR to the shared datasets folder)")
     for p in sorted(d.glob("*.jpg"))[:5]:

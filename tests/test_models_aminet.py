@@ -16,15 +16,6 @@ from fsrlib.models.common import SelectiveKernelFusion
 TINY = dict(C=4)  # dims 4/8/16/32, head dims 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster on a loaded 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def meta(cfg, **kw):
     with torch.device("meta"):
         return build_model(cfg, **kw)

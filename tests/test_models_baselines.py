@@ -18,15 +18,6 @@ SLIM = {
 LEARNED = ["srcnn", "vdsr", "edsr", "srresnet"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is 10-100x faster on a loaded 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_registered():
     for name in SLIM:
         assert name in MODELS

@@ -15,15 +15,6 @@ from fsrlib.models.parsingnet import ParsingNet
 SLIM = dict(n_feats=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster on a loaded 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def meta(cfg, **kw):
     with torch.device("meta"):
         return build_model(cfg, **kw)

@@ -14,14 +14,6 @@ from fsrlib.models.pgnet import AttentionBasicBlock, PGNet
 TINY = dict(n_feats=8, n_blocks=2, fc_reduction=4, prior_ch=8, prior_n_res=1, hg_depth=2, fusion_ch=8)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def meta(cfg, **kw):
     with torch.device("meta"):
         return build_model(cfg, **kw)

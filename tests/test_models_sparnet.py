@@ -15,15 +15,6 @@ SLIM = dict(min_ch=4, max_ch=8, res_depth=1, att_ch=4)  # 3 down + 1 body + 3 up
 TINY = dict(SLIM, in_size=32, out_size=32, min_feat_size=8)  # 2 + 2 + 2 = 6 FAUs at 32 px
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one intra-op thread is 10-100x faster on a loaded 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def meta(cfg, **kw):
     with torch.device("meta"):
         return build_model(cfg, **kw)

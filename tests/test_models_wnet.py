@@ -14,14 +14,6 @@ from fsrlib.models.wnet import LPF, SCAB, CascadeFusion, ConvBlockParser, Parsin
 TINY = dict(n_feats=8, w_scales=1, n_resblocks=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def meta(cfg, **kw):
     with torch.device("meta"):
         return build_model(cfg, **kw)

@@ -6,7 +6,6 @@ only be checked with them; here we test what holds without them (builds, loads t
 key set strictly, preprocessing, shapes, the offline error)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,26 +16,10 @@ from PIL import Image
 
 from fsrlib.io import OfflineError
 from fsrlib.parsing import make_parser, parse_all
-from fsrlib.parsing.labels import (CLASSES, PARTS11, PARTS11_NAMES, class_index, colorize, flip_labels,
+from fsrlib.parsing.labels import (CLASSES, PARTS11_NAMES, class_index, colorize, flip_labels,
                                    flip_parts11, overlay, parts11, regions4, skin_lr, skin_map)
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _mirror():
-    env = os.environ.get("FSR_DATA_MIRROR")
-    for p in ([Path(env)] if env else []) + [REPO.parent / "shared" / "datasets"]:
-        if (p / "helen" / "test").is_dir():
-            return p
-    return None
-
-
-@pytest.fixture(scope="module")
-def mirror():
-    m = _mirror()
-    if m is None:
-        pytest.skip("face data mirror not found: set FSR_DATA_MIRROR or put it at ../shared/datasets")
-    return m
 
 
 @pytest.fixture(scope="module")

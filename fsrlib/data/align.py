@@ -461,6 +461,9 @@ def prepare(raw_index, out_root="data/faces", params: dict | None = None, progre
                      detected=np.stack(lms) if lms else np.zeros((0, 68, 2), np.float32),
                      gt=np.stack(gts) if gts else np.zeros((0, 68, 2), np.float32),
                      M=np.stack(ms) if ms else np.zeros((0, 2, 3), np.float32))
+    from fsrlib.io import write_manifest
+
+    write_manifest(out_root)  # what later stages depend on (one file, content hashes)
     return faces, rejects
 
 

@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import math
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -395,6 +395,10 @@ def degrade_all(faces_root="data/faces", out_root="data/lr", params: dict | None
         jobs.append((faces_root / r.dataset / f"{r.name}.png", dests, scales, cfg["boundary"],
                      bool(cfg["round_between_passes"])))
     _run_jobs(_degrade_one, jobs, int(cfg.get("workers", 1)), progress, "degrade")
+    from fsrlib.io import write_manifest
+
+    for s in scales:  # per scale: a run at x8 depends on data/lr/x8/MANIFEST.md5 only
+        write_manifest(out_root / f"x{s}")
     return pd.DataFrame(rows)
 
 

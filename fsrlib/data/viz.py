@@ -67,7 +67,6 @@ def show_faces_with_landmarks(faces_root="data/faces", faces=None, n: int = 16, 
                               show_gt: bool = True, template: bool = True, **kw):
     """Sample crops with their detected landmarks (green), Helen ground truth (red) and the
     template key points (cyan crosses)."""
-    import pandas as pd
     from PIL import Image
 
     from fsrlib.data.align import load_landmarks, read_faces, template_points

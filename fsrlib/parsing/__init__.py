@@ -57,7 +57,6 @@ def parse_all(faces_root="data/faces", out_root="data/parsing", params: dict | N
               faces=None, progress: bool = True):
     """The parse stage (see the module docstring). ``params``: the ``parse`` section
     (``parser``, ``parser_kw``, ``scales``, ``batch_size``). Returns the parser's info dict."""
-    import pandas as pd
     from PIL import Image
     from tqdm import tqdm
 
@@ -99,4 +98,7 @@ def parse_all(faces_root="data/faces", out_root="data/parsing", params: dict | N
                  "class_pixel_share": {c: round(float(n) / max(counts.sum(), 1), 5) for c, n in zip(CLASSES, counts)},
                  "layout": "labels/{dataset}/{name}.png (0..18), skin/..., skin_lr/x{s}/..."})
     write_json(out_root / "parser.json", info)
+    from fsrlib.io import write_manifest
+
+    write_manifest(out_root)
     return info

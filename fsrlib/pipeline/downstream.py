@@ -68,8 +68,6 @@ def downstream_run(params_path: str | Path, run: str, testsets: Sequence[str] | 
                    data_root: str | Path = "data", results_root: str | Path = "results",
                    out_root: str | Path = "downstream", progress: bool = True) -> dict:
     """Downstream measures of one run (or ``hr-x{s}``: HR against itself)."""
-    import pandas as pd
-
     from ..data.align import load_landmarks, read_faces
     from ..io import write_csv, write_json
     from .evaluate import protocol

@@ -94,9 +94,11 @@ def metric_settings(ev: Mapping) -> tuple[list, int, bool]:
     return list(ev.get("metrics") or ["psnr", "ssim", "vif"]), int(ev.get("crop_border", 0)), bool(ev.get("offline", True))
 
 
-def score_sr(predictor, ds, ev: Mapping, device: str = "cpu", sr_dir: Path | None = None, progress: bool = True):
+def score_sr(predictor, ds, ev: Mapping, device: str = "cpu", sr_dir: Path | None = None, progress: bool = True,
+             max_saved: int | None = None):
     """Super-resolve every face of ``ds`` and score it against the dataset's HR with the
-    ``evaluate`` section's metrics; SR saved as ``sr_dir/{dataset}/{name}.png`` when ``sr_dir``.
+    ``evaluate`` section's metrics; SR saved as ``sr_dir/{dataset}/{name}.png`` when ``sr_dir``
+    (the first ``max_saved`` faces in the data set's order when given: every face is scored).
     Returns ``(per_image, aggregate, missing, metric_info, sr_uint8 (N,H,W,3))``."""
     from ..io import save_image
     from ..metrics.image import describe_metrics, evaluate_images
@@ -111,7 +113,7 @@ def score_sr(predictor, ds, ev: Mapping, device: str = "cpu", sr_dir: Path | Non
     info = describe_metrics(metrics, crop_border=crop, offline=offline)
     sr8 = to_uint8(sr)
     if sr_dir is not None:
-        for img, n, d in zip(sr8, names, dsets):
+        for img, n, d in list(zip(sr8, names, dsets))[:max_saved]:
             save_image(Path(sr_dir) / d / f"{n}.png", img)
     return per, agg, missing, info, sr8
 
@@ -163,8 +165,9 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
                 "parsing_acc": {"higher_is_better": True, "range": [0, 1],
                                 "convention": "pixel accuracy of the binarised (0.5) skin map at LR size vs the parser's"}}
         else:
-            per, agg, missing, info, _ = score_sr(predictor, ds, ev, device,
-                                                  dest / "sr" if ev.get("save_images", True) else None, progress)
+            save = ev.get("save_images", True)  # true | false | N: the first N faces of each test set
+            per, agg, missing, info, _ = score_sr(predictor, ds, ev, device, dest / "sr" if save else None, progress,
+                                                  max_saved=None if save is True else int(save))
             names = list(per["name"])
         write_csv(dest / "per_image.csv", per)
         res = {"run": run, "method": run_key(run), "scale": scale, "testset": ts, "n_images": len(names),

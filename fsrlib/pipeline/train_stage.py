@@ -67,7 +67,6 @@ def make_datasets(params: Mapping, cfg: Mapping, keys: set[str], data_root: str 
                              degradation=dcfg.get("degradation", "bicubic"))
 
     train_set = one(tr.get("train_set", "celeba:train"), tr.get("max_train_images"), dcfg.get("augment"))
-    val_keys = keys
     val_set = one(tr.get("val_set", "celeba:val"), tr.get("max_val_images"), None)
     return train_set, val_set
 
@@ -75,8 +74,8 @@ def make_datasets(params: Mapping, cfg: Mapping, keys: set[str], data_root: str 
 #: what a run's weights depend on besides its config: the train stage's code and data (the
 #: same paths as its DVC deps). A checkpoint from another fingerprint is never resumed.
 FINGERPRINT_PATHS = ("fsrlib/models", "fsrlib/train", "fsrlib/losses.py", "fsrlib/data/datasets.py",
-                     "fsrlib/data/degrade.py", "fsrlib/parsing/labels.py", "data/faces/faces.csv",
-                     "data/parsing/parser.json")
+                     "fsrlib/data/degrade.py", "fsrlib/parsing/labels.py", "data/faces/MANIFEST.md5",
+                     "data/lr/x{scale}/MANIFEST.md5", "data/parsing/MANIFEST.md5")
 
 
 def fingerprint(cfg: Mapping, root: str | Path = ".") -> str:
@@ -87,7 +86,7 @@ def fingerprint(cfg: Mapping, root: str | Path = ".") -> str:
     h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
     root = Path(root)
     for rel in FINGERPRINT_PATHS:
-        p = root / rel
+        p = root / rel.format(scale=cfg.get("scale"))
         files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
         for f in files:
             if f.is_file():
@@ -121,19 +120,37 @@ def _has_no_weights(cfg) -> bool:
     return count_params(MODELS.build(cfg["model"], scale=cfg["scale"])) == 0
 
 
-def export_untrained(cfg: Mapping, runs_root: str | Path = "runs") -> dict:
+def export_untrained(cfg: Mapping, runs_root: str | Path = "runs", val_set=None) -> dict:
     """Bicubic and other weight-free methods: write model.pt and run.json without training,
-    in the trainer's format, so evaluation treats every method the same way."""
+    in the trainer's format, so evaluation treats every method the same way. With a
+    ``val_set``, its validation PSNR/SSIM (Y) is logged at step 0 in the same dvclive files
+    as a trained run's."""
     from ..io import torch_save, write_json
-    from ..train.recipes import MODEL_FILE_FORMAT
-    from ..train.trainer import validate_config
+    from ..train.recipes import MODEL_FILE_FORMAT, input_key
+    from ..train.trainer import _files_only_live, validate_config
 
     c = validate_config(cfg)
     model = MODELS.build(c["model"])
     run_dir = Path(runs_root) / c["run"]
+    final_val = {}
+    if val_set is not None:
+        from torch.utils.data import default_collate
+
+        from ..metrics.image import psnr, ssim
+
+        batch = default_collate([val_set[i] for i in range(len(val_set))])
+        with torch.no_grad():
+            sr = model(batch[input_key(model)]).clamp(0, 1)
+        final_val = {"psnr": float(psnr(sr, batch["hr"]).mean()), "ssim": float(ssim(sr, batch["hr"]).mean())}
+        live = _files_only_live()(str(run_dir / "dvclive"), report=None, save_dvc_exp=False, dvcyaml=False)
+        live.step = 0
+        for k, v in final_val.items():
+            live.log_metric(f"val/{k}", v)
+        live.make_summary()
     summary = {"run": c["run"], "method": c["method"], "scale": c["scale"], "recipe": "none", "iterations": 0,
                "batch_size": 0, "wall_time_s": 0.0, "train_time_s": 0.0, "images_per_s": None, "params": {"model": 0},
-               "params_M": 0.0, "weights": "none", "device": "cpu", "note": "no trainable weights: not trained"}
+               "params_M": 0.0, "weights": "none", "device": "cpu", "final_val": final_val,
+               "note": "no trainable weights: not trained"}
     torch_save({"format": MODEL_FILE_FORMAT, "model": c["model"], "state_dict": model.state_dict(), "weights": "none",
                 "run_config": c, "iteration": 0, "params": 0, "input_kind": getattr(model, "input_kind", "lr"),
                 "prior": None}, run_dir / "model.pt")
@@ -154,9 +171,9 @@ def train_run(params_path: str | Path, run: str, device: str | None = None, data
     moved = prepare_run_dir(runs_root / run, fingerprint(cfg))
     if moved:
         print(f"{run}: the previous run folder was made with another config, code or data; moved to {moved}")
-    if _has_no_weights(cfg):
-        return export_untrained(cfg, runs_root)
     train_set, val_set = make_datasets(params, cfg, needed_keys(cfg), data_root)
+    if _has_no_weights(cfg):
+        return export_untrained(cfg, runs_root, val_set)
     progress = tr.get("progress", True) if progress is None else progress
     trainer = Trainer(cfg, train_set, val_set, runs_root=runs_root, device=resolve_device(device or tr.get("device")),
                       progress=progress)

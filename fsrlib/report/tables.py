@@ -961,7 +961,7 @@ def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None =
     md, csv = write_table(summary, "ours_summary", cap, out_dir)
     written += [md, csv]
     index.append(f"| [ours_summary](ours_summary.md) | — | ours | {len(summary)} rows | all our runs |")
-    index += ["", f"Method keys the tables look for (runs are named `<key>-x<scale>`): "
+    index += ["", "Method keys the tables look for (runs are named `<key>-x<scale>`): "
               + ", ".join(f"`{k}`" for k in expected_method_keys(paper)), ""]
     written.append(write_text(out_dir / "README.md", "\n".join(index)))
     return written

@@ -197,6 +197,15 @@ def validate_params(params: Mapping, check_models: bool = True) -> list[str]:
     return warnings
 
 
+def stage_section(params: Mapping | None, section: str, defaults: Mapping) -> dict:
+    """A data stage's settings: its section of params (or the section itself) over the stage's
+    ``DEFAULTS``; ``None`` values keep the default."""
+    params = dict(params or {})
+    if isinstance(params.get(section), Mapping):
+        params = dict(params[section])
+    return {**defaults, **{k: v for k, v in params.items() if v is not None}}
+
+
 def _stage_keys() -> dict[str, set]:
     """The data stages declare their parameters as DEFAULTS dicts; those keys are the allowed ones."""
     from .data import align, degrade

@@ -183,9 +183,11 @@ class FaceAligner:
         self._dlib = dlib
 
     # ------------------------------------------------------------------ detection
-    def detect(self, rgb: np.ndarray):
-        """Largest face: ``(landmarks68 (68,2) in source px, score, box side px, n_faces)``
-        or ``None``."""
+    def detect_all(self, rgb: np.ndarray) -> list[dict]:
+        """Every face, largest first: ``{"landmarks" (68, 2) in source px, "box" (l, t, r, b),
+        "score", "side" (box side px)}``. Detection runs on a copy shrunk to
+        ``detect_max_side`` (upsampled up to ``detect_upsample`` times until something is
+        found); the 68 points are predicted on the full-resolution image."""
         import cv2
 
         h, w = rgb.shape[:2]
@@ -195,21 +197,29 @@ class FaceAligner:
         small = np.ascontiguousarray(small)
         dets, scores = [], []
         for up in range(0, self.detect_upsample + 1):
-            d, s, _ = self.detector.run(small, up, 0.0)
+            d, sc, _ = self.detector.run(small, up, 0.0)
             if len(d):
-                dets, scores = list(d), list(s)
+                dets, scores = list(d), list(sc)
                 break
-        if not dets:
+        full = np.ascontiguousarray(rgb)
+        faces = []
+        for r, sc in zip(dets, scores):
+            rr = self._dlib.rectangle(int(round(r.left() / f)), int(round(r.top() / f)),
+                                      int(round(r.right() / f)), int(round(r.bottom() / f)))
+            shape = self.predictor(full, rr)
+            faces.append({"landmarks": np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64),
+                          "box": (rr.left(), rr.top(), rr.right(), rr.bottom()), "score": float(sc),
+                          "side": float(max(rr.width(), rr.height())), "area": rr.width() * rr.height()})
+        faces.sort(key=lambda d: -d["area"])  # stable: ties keep the detector's order
+        return faces
+
+    def detect(self, rgb: np.ndarray):
+        """Largest face: ``(landmarks68 (68,2) in source px, score, box side px, n_faces)``
+        or ``None``."""
+        faces = self.detect_all(rgb)
+        if not faces:
             return None
-        areas = [r.width() * r.height() for r in dets]
-        i = int(np.argmax(areas))
-        r = dets[i]
-        # landmarks on the full-resolution image (box mapped back)
-        rr = self._dlib.rectangle(int(round(r.left() / f)), int(round(r.top() / f)),
-                                  int(round(r.right() / f)), int(round(r.bottom() / f)))
-        shape = self.predictor(np.ascontiguousarray(rgb), rr)
-        lm = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-        return lm, float(scores[i]), float(max(rr.width(), rr.height())), len(dets)
+        return faces[0]["landmarks"], faces[0]["score"], faces[0]["side"], len(faces)
 
     # ------------------------------------------------------------------ warp
     def warp(self, rgb: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -288,12 +298,9 @@ def split_identities(identities, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> di
 
 # ====================================================================== the stage
 def _cfg(params: dict | None) -> dict:
-    params = dict(params or {})
-    if "prepare" in params and isinstance(params["prepare"], dict):
-        params = params["prepare"]
-    cfg = dict(DEFAULTS)
-    cfg.update({k: v for k, v in params.items() if v is not None})
-    return cfg
+    from fsrlib.config import stage_section
+
+    return stage_section(params, "prepare", DEFAULTS)
 
 
 _WORKER: dict = {}

@@ -346,12 +346,9 @@ def blind_degrade(hr_uint8: np.ndarray, rng: np.random.Generator | int, preset: 
 
 # ====================================================================== the stage
 def _params(params: dict | None) -> dict:
-    params = dict(params or {})
-    if "degrade" in params and isinstance(params["degrade"], dict):
-        params = params["degrade"]
-    out = dict(DEFAULTS)
-    out.update({k: v for k, v in params.items() if v is not None})
-    return out
+    from fsrlib.config import stage_section
+
+    return stage_section(params, "degrade", DEFAULTS)
 
 
 def _degrade_one(job):

@@ -45,12 +45,9 @@ def make_parser(name: str, **kw):
 
 
 def _cfg(params):
-    params = dict(params or {})
-    if "parse" in params and isinstance(params["parse"], dict):
-        params = params["parse"]
-    cfg = dict(DEFAULTS)
-    cfg.update({k: v for k, v in params.items() if v is not None})
-    return cfg
+    from fsrlib.config import stage_section
+
+    return stage_section(params, "parse", DEFAULTS)
 
 
 def parse_all(faces_root="data/faces", out_root="data/parsing", params: dict | None = None, parser=None,

@@ -71,35 +71,8 @@ class UpscaleResult:
 
 # ====================================================================== detection
 def detect_faces(aligner, rgb: np.ndarray) -> list[dict]:
-    """Every face, largest first: ``{"landmarks" (68, 2) photo px, "box" (l, t, r, b), "score"}``.
-
-    The procedure of :meth:`fsrlib.data.align.FaceAligner.detect` (shrink to
-    ``detect_max_side``, upsample up to ``detect_upsample`` times until something is found,
-    68 points on the full-resolution photo), keeping all faces instead of the largest."""
-    import cv2
-
-    h, w = rgb.shape[:2]
-    f = min(1.0, aligner.detect_max_side / max(h, w))
-    small = rgb if f == 1.0 else cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))),
-                                            interpolation=cv2.INTER_AREA)
-    small = np.ascontiguousarray(small)
-    dets, scores = [], []
-    for up in range(0, aligner.detect_upsample + 1):
-        d, s, _ = aligner.detector.run(small, up, 0.0)
-        if len(d):
-            dets, scores = list(d), list(s)
-            break
-    faces = []
-    full = np.ascontiguousarray(rgb)
-    for r, s in zip(dets, scores):
-        rr = aligner._dlib.rectangle(int(round(r.left() / f)), int(round(r.top() / f)),
-                                     int(round(r.right() / f)), int(round(r.bottom() / f)))
-        shape = aligner.predictor(full, rr)
-        lm = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-        faces.append({"landmarks": lm, "box": (rr.left(), rr.top(), rr.right(), rr.bottom()), "score": float(s),
-                      "area": rr.width() * rr.height()})
-    faces.sort(key=lambda d: -d["area"])
-    return faces
+    """Every face, largest first (:meth:`fsrlib.data.align.FaceAligner.detect_all`)."""
+    return aligner.detect_all(rgb)
 
 
 # ====================================================================== paste-back

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import REPO
 
-papermill = pytest.importorskip("papermill")
+import papermill
 
 
 @pytest.fixture(scope="module")

@@ -140,6 +140,28 @@ def test_detect_on_each_and_threads(helen_results):
     np.testing.assert_array_equal(a2.lmk_sr, helen_results[4].lmk_sr)
 
 
+def test_hr_cache_reuses_the_hr_half_and_changes_nothing(helen_results, monkeypatch):
+    _, _, sr8, hr, fa1 = helen_results
+    cache = {}
+    a = FM.analyze_faces(sr8, hr, workers=1, progress=False, hr_cache=cache)
+    assert len(cache) == len(hr)
+    calls = []
+    real = FM.detect_face
+    monkeypatch.setattr(FM, "detect_face", lambda *a, **k: calls.append(1) or real(*a, **k))
+    # a second "run" (other SR images, same HR): no HR detection, same HR values, right SR values
+    sr_other = hr.copy()
+    b = FM.analyze_faces(sr_other, hr, workers=2, progress=False, hr_cache=cache)
+    assert calls == []
+    for fa in (a, b):
+        np.testing.assert_array_equal(fa.desc_hr, fa1.desc_hr)
+        np.testing.assert_array_equal(fa.lmk_hr, fa1.lmk_hr)
+    np.testing.assert_array_equal(a.desc_sr, fa1.desc_sr)
+    np.testing.assert_array_equal(b.desc_sr, fa1.desc_hr)  # SR == HR: the HR descriptor
+    # other settings are other keys
+    FM.analyze_faces(sr8[:1], hr[:1], upsample=0, workers=1, progress=False, hr_cache=cache)
+    assert len(cache) == len(hr) + 1 and calls
+
+
 def test_no_face_does_not_crash(helen):
     hr, gt = helen
     flat = np.full((2, 128, 128, 3), 128, np.uint8)

@@ -109,3 +109,32 @@ def test_same_seed_same_output(name):
 def test_bad_scale():
     with pytest.raises(ValueError):
         build_model("edsr", scale=3)
+
+
+# ---------------------------------------------------------------------- global residual (demo switch)
+@pytest.mark.parametrize("cfg,scale", [
+    ({"type": "fishfsrnet", "n_feats": 4}, 8),
+    ({"type": "pgnet", "n_feats": 4, "n_blocks": 1, "fc_reduction": 2, "prior_ch": 4, "prior_n_res": 1,
+      "hg_depth": 2, "fusion_ch": 4}, 8),
+    ({"type": "sparnet", "min_ch": 4, "max_ch": 8, "res_depth": 1, "att_ch": 4}, 4),
+    ({"type": "wnet", "input_mode": "native", "n_feats": 8, "w_scales": 1, "enc_levels": 2, "hg_depth": 2,
+      "n_resblocks": 1}, 8),
+])
+def test_global_residual_adds_the_bicubic_input(cfg, scale):
+    """Same weights with and without the switch: the outputs differ by exactly the bicubic
+    input (the upsampled input itself for models that take one)."""
+    from fsrlib.models.common import bicubic_up
+
+    torch.manual_seed(0)
+    plain = build_model(cfg, scale=scale).eval()
+    torch.manual_seed(0)
+    res = build_model({**cfg, "global_residual": True}, scale=scale).eval()
+    res.load_state_dict(plain.state_dict())
+    n = plain.expected_input_size()
+    x = torch.rand(2, 3, n, n)
+    prior = torch.rand(2, 1, n, n) if plain.needs_prior else None
+    with torch.no_grad():
+        d = res(x, prior) - plain(x, prior)
+    want = x if plain.input_kind == "upsampled" else bicubic_up(x, scale)
+    assert d.shape == (2, 3, 128, 128)
+    assert torch.allclose(d, want, atol=1e-5)

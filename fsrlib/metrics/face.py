@@ -42,6 +42,7 @@ Conventions (pinned and tested):
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -433,11 +434,17 @@ class FaceAnalysis:
     detect_on: str = "hr"
 
 
-def _analyze_one(s: np.ndarray, h: np.ndarray, given, detect_on: str, upsample: int, identity: bool,
-                 landmarks: bool, num_jitters: int) -> dict:
-    if s.shape != h.shape:
-        raise ValueError(f"SR {s.shape} vs HR {h.shape}")
-    out: dict[str, Any] = {"rect": None, "rect_source": "none", "sr_detected": False}
+def _hr_key(h: np.ndarray, given, detect_on: str, upsample: int, num_jitters: int) -> tuple:
+    """What an HR-side result depends on: the pixels and the settings."""
+    return (hashlib.sha1(np.ascontiguousarray(h).tobytes()).hexdigest(), h.shape,
+            None if given is None else tuple(int(round(float(v))) for v in (
+                (given.left(), given.top(), given.right(), given.bottom()) if hasattr(given, "left") else given)),
+            detect_on, upsample, num_jitters)
+
+
+def _analyze_hr(h: np.ndarray, given, upsample: int, num_jitters: int, identity: bool) -> dict:
+    """The HR half: rectangle, 68-point shape and (if ``identity``) descriptor."""
+    out: dict[str, Any] = {"rect": None, "rect_source": "none", "shape": None}
     if given is not None:
         rect, out["rect_source"] = _rect(given), "given"
     else:
@@ -447,8 +454,28 @@ def _analyze_one(s: np.ndarray, h: np.ndarray, given, detect_on: str, upsample: 
     if rect is None:
         return out
     out["rect"] = (rect.left(), rect.top(), rect.right(), rect.bottom())
-    shape_h = _shape(h, rect)
-    out["lmk_hr"] = _shape_array(shape_h)
+    out["shape"] = _shape(h, rect)
+    out["lmk_hr"] = _shape_array(out["shape"])
+    if identity:
+        out["desc_hr"] = face_descriptor(h, out["shape"], num_jitters)
+    return out
+
+
+def _analyze_one(s: np.ndarray, h: np.ndarray, given, detect_on: str, upsample: int, identity: bool,
+                 landmarks: bool, num_jitters: int, hr_cache: dict | None = None) -> dict:
+    if s.shape != h.shape:
+        raise ValueError(f"SR {s.shape} vs HR {h.shape}")
+    key = None if hr_cache is None else _hr_key(h, given, detect_on, upsample, num_jitters)
+    hr_part = None if key is None else hr_cache.get(key)
+    if hr_part is None or (identity and hr_part["rect"] is not None and "desc_hr" not in hr_part):
+        hr_part = _analyze_hr(h, given, upsample, num_jitters, identity)
+        if key is not None:
+            hr_cache[key] = hr_part
+    out: dict[str, Any] = {"rect": hr_part["rect"], "rect_source": hr_part["rect_source"], "sr_detected": False}
+    if hr_part["rect"] is None:
+        return out
+    rect, shape_h = _rect(hr_part["rect"]), hr_part["shape"]
+    out["lmk_hr"] = hr_part["lmk_hr"]
     if detect_on == "hr":
         shape_s_lmk = _shape(s, rect)  # SR landmarks inside the HR rectangle
         shape_s_align = shape_h  # SR chip aligned exactly like the HR chip
@@ -461,21 +488,23 @@ def _analyze_one(s: np.ndarray, h: np.ndarray, given, detect_on: str, upsample: 
     if landmarks:
         out["lmk_sr"] = _shape_array(shape_s_lmk)
     if identity:
-        out["desc_hr"] = face_descriptor(h, shape_h, num_jitters)
+        out["desc_hr"] = hr_part["desc_hr"]
         out["desc_sr"] = face_descriptor(s, shape_s_align, num_jitters)
     return out
 
 
 def analyze_faces(sr, hr, rects: Sequence | None = None, detect_on: str = "hr", upsample: int = 1,
                   identity: bool = True, landmarks: bool = True, num_jitters: int = 0,
-                  workers: int | None = None, progress: bool = True) -> FaceAnalysis:
+                  workers: int | None = None, progress: bool = True, hr_cache: dict | None = None) -> FaceAnalysis:
     """Run dlib's detector, 68-point predictor and descriptor network over SR/HR pairs.
 
     ``rects``: optional per-image face boxes ``(l, t, r, b)`` in HR pixels (``None`` entries are
     detected). ``detect_on``: ``"hr"`` (rectangle and alignment shape from HR, reused for SR)
     or ``"each"`` (SR's own detection and shape). ``workers`` threads (default: the CPU count,
     at most 8; dlib releases the GIL, each thread has its own networks); results do not
-    depend on it."""
+    depend on it. ``hr_cache``: a dict kept by the caller across calls on the same HR images
+    (e.g. one per stage over many runs): the HR half (detection, shape, descriptor) is computed
+    once per HR image and settings, keyed by a hash of the pixels."""
     from tqdm.auto import tqdm
 
     if detect_on not in ("hr", "each"):
@@ -495,7 +524,7 @@ def analyze_faces(sr, hr, rects: Sequence | None = None, detect_on: str = "hr", 
     def one(i):
         with _acquire():
             return _analyze_one(S[i], H[i], None if rects is None else rects[i], detect_on, upsample,
-                                identity, landmarks, num_jitters)
+                                identity, landmarks, num_jitters, hr_cache)
 
     res = FaceAnalysis([None] * n, ["none"] * n, np.full((n, 68, 2), np.nan), np.full((n, 68, 2), np.nan),
                        np.full((n, 128), np.nan), np.full((n, 128), np.nan), np.zeros(n, bool), detect_on)
@@ -531,7 +560,7 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
                         verification_pairs: int = 3000, seed: int = 0, arcface_weights: str | None = None,
                         arcface_align: str = "resize", num_jitters: int = 0, workers: int | None = None,
                         device: str = "cpu", analysis: FaceAnalysis | None = None, progress: bool = True,
-                        ) -> tuple["pd.DataFrame", dict[str, float | None], dict[str, str]]:  # noqa: F821
+                        hr_cache: dict | None = None) -> tuple["pd.DataFrame", dict[str, float | None], dict[str, str]]:  # noqa: F821
     """All downstream measures of SR against HR: ``(per_image, aggregate, missing)``.
 
     ``identities``: per-image identity labels (for ``verif_acc``); ``gt_landmarks``: ``(N, 68, 2)``
@@ -542,7 +571,8 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
     NME keys ``lmk_nme_bbox`` / ``lmk_nme_gt_bbox`` (the AUCs then use that NME).
     Missing measures get ``None`` in ``aggregate`` and a reason in ``missing``.
     ``analysis``: the :func:`analyze_faces` result of these very images, to reuse it (then
-    ``rects``, ``detect_on``, ``upsample``, ``num_jitters`` are not used)."""
+    ``rects``, ``detect_on``, ``upsample``, ``num_jitters`` are not used). ``hr_cache``: see
+    :func:`analyze_faces`."""
     import pandas as pd
 
     n_img = _count(hr)
@@ -575,7 +605,8 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
     else:
         if analysis is None:
             fa = analyze_faces(sr, hr, rects=rects, detect_on=detect_on, upsample=upsample, identity=identity,
-                               landmarks=landmarks, num_jitters=num_jitters, workers=workers, progress=progress)
+                               landmarks=landmarks, num_jitters=num_jitters, workers=workers, progress=progress,
+                               hr_cache=hr_cache)
         else:
             fa = analysis
             if len(fa.rect) != n_img:

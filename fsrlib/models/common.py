@@ -40,6 +40,10 @@ class FSRModel(nn.Module):
     needs_prior: bool = False  # True: forward needs a parsing prior (FishFSRNet)
     outputs_sr: bool = True    # False: a prior estimator (ParsingNet) whose output is a map
     hr_size: int = 128
+    #: add the bicubic-upsampled input to ``sr`` (in [0, 1]); a model that offers it takes a
+    #: ``global_residual`` argument (off by default: none of the papers has it; the CPU demo
+    #: turns it on for models that start far below bicubic on a short schedule).
+    global_residual: bool = False
 
     def __init__(self, scale: int = 8):
         super().__init__()
@@ -64,6 +68,8 @@ class FSRModel(nn.Module):
         for k in IMAGE_KEYS:
             if k in out:
                 out[k] = self._from_model(out[k])
+        if self.global_residual and self.outputs_sr:
+            out["sr"] = out["sr"] + (x if self.input_kind == "upsampled" else bicubic_up(x, self.scale))
         return out
 
     def forward(self, x: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:

@@ -302,6 +302,8 @@ class FishFSRNet(FSRModel):
         no_parsing: Fig. 14 variant without the parsing map.
         code_parity: reproduce the released files' quirks (x4/x8/x16 only).
         prior_quantize: round the clamped prior to 1/255 steps (PNG parity).
+        global_residual: add bicubic(LR) to the output (not in the paper or code; off by
+            default, the CPU demo turns it on: see ``FSRModel.global_residual``).
     """
 
     input_kind = "lr"
@@ -310,8 +312,9 @@ class FishFSRNet(FSRModel):
     def __init__(self, scale: int = 8, n_feats: int = 64, parsing_channels: int = 3,
                  pafb: str = "full", msrb: str = "msrb", refine_proj: str = "two_resblock",
                  msrb_attention: str | None = None, no_parsing: bool = False,
-                 code_parity: bool = False, prior_quantize: bool = False):
+                 code_parity: bool = False, prior_quantize: bool = False, global_residual: bool = False):
         super().__init__(scale)
+        self.global_residual = bool(global_residual)
         n = int(round(math.log2(scale)))
         if scale < 2 or 2 ** n != scale:
             raise ValueError(f"FishFSRNet needs a power-of-two scale >= 2, got {scale}")

@@ -183,8 +183,9 @@ class PGNet(FSRModel):
                  res_norm: str = "bn",
                  # fusing module
                  fusion_ch: int = 64, fusion_residual: bool = False, detach_fusion_inputs: bool = False,
-                 channels_last: bool = False):
+                 channels_last: bool = False, global_residual: bool = False):
         super().__init__(scale)
+        self.global_residual = bool(global_residual)  # + bicubic(LR) on the final SR (not in the thesis; demo)
         n = int(round(math.log2(self.scale)))
         if 2 ** n != self.scale or self.scale < 2:
             raise ValueError(f"PGNet: scale must be a power of two >= 2, got {scale}")

@@ -165,8 +165,9 @@ class SPARNet(FSRModel):
                  out_size: int = 128, min_feat_size: int = 16, res_depth: int = 10, act: str = "prelu",
                  norm: str = "bn", att_type: str = "spar", bottleneck_size: int = 4,
                  n_att_from_back: int | None = None, att_ch: int = 64, att_plain_convs: int = 2,
-                 spectral_norm: bool = False, init_std: float = 0.02):
+                 spectral_norm: bool = False, init_std: float = 0.02, global_residual: bool = False):
         super().__init__(scale)
+        self.global_residual = bool(global_residual)  # + the upsampled input (not in the paper or code; demo)
         if att_type not in ATT_TYPES:
             raise ValueError(f"unknown att_type {att_type!r}; known {ATT_TYPES}")
         self.in_size, self.hr_size = int(in_size), int(out_size)

@@ -106,7 +106,7 @@ import torch.nn.functional as F
 from ..registry import MODELS
 from .common import (ChannelAttention, ChannelSelfAttention, FSRModel, NewellHourglass,
                      PixelShuffleUp, PixelUnshuffleDown, ResBlock, SpatialAttention,
-                     bicubic_up, conv, make_norm, upsampler)
+                     conv, make_norm, upsampler)
 
 PARSERS = ("parsing_block", "convblock")
 FUSIONS = ("lpf", "cascade")
@@ -300,9 +300,7 @@ class WNet(FSRModel):
         for u, b in zip(self.dec_up, self.dec_blocks):      # Eq. 23
             f = b(u(f))
         sr = self.out(self.sr_up(f))
-        if self.global_residual:
-            sr = sr + (x if self.input_mode == "bicubic128" else bicubic_up(x, self.scale))
-        return {"sr": sr, "parsing": p}
+        return {"sr": sr, "parsing": p}  # + the bicubic input in FSRModel.forward_maps if global_residual
 
 
 # Table 3 ablation rows ([A] reconstruction, see the module docstring); H = full W-Net.

@@ -33,16 +33,18 @@ def gt_array(gts: Sequence) -> np.ndarray:
     return np.stack([np.asarray(g, np.float64) if g is not None else np.full((68, 2), np.nan) for g in gts])
 
 
-def score_downstream(sr, hr, dcfg: Mapping, identities=None, gt_landmarks=None, names=None, progress: bool = True):
+def score_downstream(sr, hr, dcfg: Mapping, identities=None, gt_landmarks=None, names=None, progress: bool = True,
+                     hr_cache: dict | None = None):
     """:func:`fsrlib.metrics.face.evaluate_downstream` with the params ``downstream`` section's
-    settings; returns ``(per_image, aggregate, missing, metric_info)``."""
+    settings; returns ``(per_image, aggregate, missing, metric_info)``. ``hr_cache``: see
+    :func:`fsrlib.metrics.face.analyze_faces` (reuse the HR half across runs)."""
     from ..metrics.face import FACE_METRICS, evaluate_downstream
 
     per, agg, missing = evaluate_downstream(
         sr, hr, identities=identities, gt_landmarks=gt_landmarks, names=names,
         identity=bool(dcfg.get("identity", True)), landmarks=bool(dcfg.get("landmarks", True)),
         verification_pairs=int(dcfg.get("verification_pairs", 3000)), seed=int(dcfg.get("seed", 0)),
-        arcface_weights=dcfg.get("arcface_weights"), progress=progress)
+        arcface_weights=dcfg.get("arcface_weights"), progress=progress, hr_cache=hr_cache)
     info = {k: v.as_dict() for k, v in FACE_METRICS.items() if k in agg}
     return per, agg, missing, info
 
@@ -66,8 +68,10 @@ def _load_pairs(faces_df, testset: str, sr_dir: Path | None, faces_root: Path, l
 
 def downstream_run(params_path: str | Path, run: str, testsets: Sequence[str] | None = None,
                    data_root: str | Path = "data", results_root: str | Path = "results",
-                   out_root: str | Path = "downstream", progress: bool = True) -> dict:
-    """Downstream measures of one run (or ``hr-x{s}``: HR against itself)."""
+                   out_root: str | Path = "downstream", progress: bool = True, hr_cache: dict | None = None) -> dict:
+    """Downstream measures of one run (or ``hr-x{s}``: HR against itself). Pass the same
+    ``hr_cache`` dict to every run of a stage: the HR faces are then analysed once, not once per
+    run (the numbers do not change; it halves the stage's time)."""
     from ..data.align import load_landmarks, read_faces
     from ..io import write_csv, write_json
     from .evaluate import protocol
@@ -92,7 +96,7 @@ def downstream_run(params_path: str | Path, run: str, testsets: Sequence[str] | 
         if ts.startswith("helen"):
             gt = gt_array([lms[f"{r.dataset}/{r.name}"]["gt"] for r in df.itertuples()])
         per, agg, missing, info = score_downstream(sr, hr, dcfg, identities=ids, gt_landmarks=gt, names=list(df.name),
-                                                   progress=progress)
+                                                   progress=progress, hr_cache=hr_cache)
         write_csv(dest / "downstream_per_image.csv", per)
         scale = int(run.rsplit("-x", 1)[1])
         res = {"run": run, "method": run_key(run), "scale": scale, "testset": ts, "n_images": len(df),

@@ -453,3 +453,20 @@ def test_figure_downstream_curves(tmp_path):
     assert F.ced_auc([0.0, 0.0]) == pytest.approx(1.0)
     assert F.ced_auc([1.0]) == pytest.approx(0.0)
     assert F.ced_auc([0.05]) == pytest.approx(0.5, abs=1e-3)
+
+
+def test_markdown_footnotes_when_both_sides_are_missing():
+    """Each side's reason becomes its own footnote (the HR row: no paper value, no PSNR)."""
+    from fsrlib.report.tables import MISSING, _budget_str, _markdown
+
+    df = pd.DataFrame({"PSNR": [f"{MISSING} (not reported by the paper) / {MISSING} (metric missing: psnr)",
+                                f"{MISSING} (not reported by the paper) / 27.50",
+                                "26.59 / 23.81", f"{MISSING} (not implemented in fsrlib)"]})
+    md, notes = _markdown(df)
+    assert notes == ["not reported by the paper", "metric missing: psnr", "not implemented in fsrlib"]
+    assert f"{MISSING} [1] / {MISSING} [2]" in md and f"{MISSING} [1] / 27.50" in md
+    assert "26.59 / 23.81" in md and f"| {MISSING} [3] |" in md
+    # untrained rows (bicubic, HR) have no budget to describe; trained ones do
+    assert _budget_str({"iters": 0, "batch": 0, "train_time_s": 0.0}) == ""
+    assert _budget_str({"iters": None, "batch": None}) == ""
+    assert _budget_str({"iters": 500, "batch": 8, "device": "cpu"}) == "500 iters × batch 8; device=cpu"

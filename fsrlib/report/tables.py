@@ -123,6 +123,8 @@ def _budget_str(b: Any) -> str:
     if b is None or b == "":
         return ""
     if isinstance(b, dict):
+        if not b.get("iters") and not b.get("epochs"):
+            return ""  # nothing trained (bicubic, the HR reference): no budget to describe
         parts = []
         if "iters" in b:
             parts.append(f"{b['iters']} iters")
@@ -786,7 +788,8 @@ def _color_str(c: str) -> str:
     return c
 
 
-_STANDARD_PROTOCOL = {*_PROTOCOL_COLS, "params_M", "macs_G", "time_ms", "profile"}
+_STANDARD_PROTOCOL = {*_PROTOCOL_COLS, "params_M", "macs_G", "time_ms", "profile",
+                      "n_images", "testset", "scale"}  # the last three are in "test sets" / "scale"
 
 
 def protocol_caption(ours: pd.DataFrame | None, runs: Sequence[str],
@@ -875,14 +878,13 @@ def _markdown(df: pd.DataFrame) -> tuple[str, list[str]]:
 
     def cell(v: Any) -> str:
         s = "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
-        if _SIDE_RE.match(s):
+        if s.startswith(f"{MISSING} (") and ") / " in s:  # both sides missing, or paper side missing
+            end = s.index(") / ") + 1
+            s = f"{side(s[:end])} / {side(s[end + 3:])}"
+        elif _SIDE_RE.match(s):
             s = side(s)
         elif " / " in s:
-            if s.startswith(f"{MISSING} ("):
-                end = s.index(") / ") + 1
-                p, o = s[:end], s[end + 3:]
-            else:
-                p, o = s.split(" / ", 1)
+            p, o = s.split(" / ", 1)
             s = f"{side(p)} / {side(o)}"
         return _md_escape(s)
 

@@ -545,8 +545,7 @@ def test_real_model_step(tmp_path, name, kw):
 
     types = [kw.get("model", {}).get("type"), kw.get("d_model", {}).get("type")]
     missing = [t for t in types if t and t not in MODELS]
-    if missing:
-        pytest.skip(f"model {missing} not registered yet")
+    assert not missing, f"models not registered: {missing}"
     with vgg_override(lambda: make_vgg19_features(width=1 / 16, upto=8)):
         tr = make_trainer(tmp_path, base_cfg(batch_size=1, **kw), AstronautFaces(2))
     a, b = two_steps(tr, n=1)
@@ -555,8 +554,7 @@ def test_real_model_step(tmp_path, name, kw):
 
 
 def test_real_two_stage_parsingnet_to_fishfsrnet(tmp_path):
-    if "parsingnet" not in MODELS or "fishfsrnet" not in MODELS:
-        pytest.skip("parsingnet / fishfsrnet not registered yet")
+    assert "parsingnet" in MODELS and "fishfsrnet" in MODELS
     data = AstronautFaces(2)
     make_trainer(tmp_path, base_cfg(method="parsingnet", model={"type": "parsingnet", "n_feats": 8, "n_resblocks": 1},
                                     losses=[{"type": "parsingnet_l1"}], iters=1, batch_size=1), data).fit()

@@ -2,7 +2,7 @@
 """Model benchmark: parameters, MACs, latency, training-step time (and GPU memory) of every
 model of the zoo, in its paper/official configuration and in the demo configuration of
 ``params.yaml`` (``methods:``), next to the papers' own claims and the official code's
-parameter counts (``/work/shared/reference/facts.md``).
+parameter counts (``../shared/reference/facts.md``).
 
 Writes ``<out>/models_<device>.md`` and ``<out>/models_<device>.csv`` (rewritten after every
 row, so an interrupted run still leaves a valid, partial table). Needs torch only (PyYAML

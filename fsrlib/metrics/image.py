@@ -1,6 +1,6 @@
 """Full-reference image metrics under one pinned protocol: PSNR, SSIM, LPIPS, VIFp, FID.
 
-Protocol (``docs/conventions.md``, ``/work/shared/reference/facts.md``):
+Protocol (``docs/conventions.md``, ``../shared/reference/facts.md``):
 
 * Inputs are RGB float tensors ``(N, 3, H, W)`` in [0, 1] (or uint8 tensors / HxWx3 uint8
   arrays). Every metric first **quantises to uint8** the way MATLAB's ``im2uint8`` does:

@@ -1,5 +1,5 @@
 """AMINet: Attention-Guided Multiscale Interaction Network for face SR (Wan, Li, Gao et al.,
-arXiv 2409.00591 v4). Spec: ``/work/shared/specs/003_aminet.md``.
+arXiv 2409.00591 v4). Spec: ``../shared/specs/003_aminet.md``.
 
 Input convention
 ----------------

@@ -1,6 +1,6 @@
 """The thesis' prior-guided attention network, method 1 (Y. Liu, "A Prior-Guided Face Image
 Super-Resolution Network Based on Attention Mechanism", Waseda master's thesis 2023 /
-IWAIT 2023). Spec: ``/work/shared/specs/004_thesis.md`` sections 2.0-2.4.
+IWAIT 2023). Spec: ``../shared/specs/004_thesis.md`` sections 2.0-2.4.
 
 Method 2 (the GAN) uses this network unchanged as its generator, with the SRGAN
 discriminator (``srgan_d`` in :mod:`fsrlib.models.discriminators`).

@@ -434,12 +434,12 @@ class FaceAnalysis:
     detect_on: str = "hr"
 
 
-def _hr_key(h: np.ndarray, given, detect_on: str, upsample: int, num_jitters: int) -> tuple:
+def _hr_key(h: np.ndarray, given, upsample: int, num_jitters: int, identity: bool) -> tuple:
     """What an HR-side result depends on: the pixels and the settings."""
+    box = None if given is None else _rect(given)
     return (hashlib.sha1(np.ascontiguousarray(h).tobytes()).hexdigest(), h.shape,
-            None if given is None else tuple(int(round(float(v))) for v in (
-                (given.left(), given.top(), given.right(), given.bottom()) if hasattr(given, "left") else given)),
-            detect_on, upsample, num_jitters)
+            None if box is None else (box.left(), box.top(), box.right(), box.bottom()),
+            upsample, num_jitters, identity)
 
 
 def _analyze_hr(h: np.ndarray, given, upsample: int, num_jitters: int, identity: bool) -> dict:
@@ -465,9 +465,9 @@ def _analyze_one(s: np.ndarray, h: np.ndarray, given, detect_on: str, upsample: 
                  landmarks: bool, num_jitters: int, hr_cache: dict | None = None) -> dict:
     if s.shape != h.shape:
         raise ValueError(f"SR {s.shape} vs HR {h.shape}")
-    key = None if hr_cache is None else _hr_key(h, given, detect_on, upsample, num_jitters)
+    key = None if hr_cache is None else _hr_key(h, given, upsample, num_jitters, identity)
     hr_part = None if key is None else hr_cache.get(key)
-    if hr_part is None or (identity and hr_part["rect"] is not None and "desc_hr" not in hr_part):
+    if hr_part is None:
         hr_part = _analyze_hr(h, given, upsample, num_jitters, identity)
         if key is not None:
             hr_cache[key] = hr_part

@@ -28,11 +28,16 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+def _build_model(cfg: Mapping[str, Any]):
+    """The run's model at the run's scale (a ``scale`` in the model config wins)."""
+    return MODELS.build({"scale": cfg["scale"], **cfg["model"]})
+
+
 def needed_keys(cfg: Mapping[str, Any]) -> set[str]:
     """Batch keys a run reads: the model's input, every loss's target/mask, the prior's input."""
     from ..train.recipes import input_key
 
-    model = MODELS.build({"scale": cfg["scale"], **cfg["model"]})
+    model = _build_model(cfg)
     keys = {input_key(model), "hr"}
     for c in [*(cfg.get("losses") or []), *(cfg.get("d_losses") or [])]:
         if float(c.get("weight", 1.0)) == 0:
@@ -117,7 +122,7 @@ def prepare_run_dir(run_dir: Path, fp: str) -> str | None:
 def _has_no_weights(cfg) -> bool:
     from ..models.common import count_params
 
-    return count_params(MODELS.build(cfg["model"], scale=cfg["scale"])) == 0
+    return count_params(_build_model(cfg)) == 0
 
 
 def export_untrained(cfg: Mapping, runs_root: str | Path = "runs", val_set=None) -> dict:

@@ -44,7 +44,7 @@ import numpy as np
 
 from ..registry import ConfigError
 
-__all__ = ["upscale_photo", "detect_faces", "paste_face", "feather_mask", "UpscaleResult"]
+__all__ = ["upscale_photo", "paste_face", "feather_mask", "UpscaleResult"]
 
 TILE = 256          # side-by-side face tile size (px)
 MAX_SIDE = 1024     # side-by-side: original and result shrunk to at most this
@@ -67,12 +67,6 @@ class UpscaleResult:
 
     def __fspath__(self) -> str:
         return str(self.photo)
-
-
-# ====================================================================== detection
-def detect_faces(aligner, rgb: np.ndarray) -> list[dict]:
-    """Every face, largest first (:meth:`fsrlib.data.align.FaceAligner.detect_all`)."""
-    return aligner.detect_all(rgb)
 
 
 # ====================================================================== paste-back
@@ -214,7 +208,7 @@ def upscale_photo(photo: str | Path, method: str, scale: int, checkpoint: str | 
         raise UnusableInput(f"{photo}: cannot use this photo ({e})") from e
     pc, dc = prepare_cfg(params.get("prepare")), degrade_cfg(params.get("degrade"))
     aligner = FaceAligner(pc["hr_size"], pc["margin"], pc["detect_max_side"], pc["detect_upsample"])
-    faces = detect_faces(aligner, rgb)
+    faces = aligner.detect_all(rgb)
     if not faces:
         raise NoFaceError(f"no face found in {photo} ({rgb.shape[1]}x{rgb.shape[0]} px; dlib HOG frontal detector, "
                           f"also upsampled {pc['detect_upsample']}x): nothing to super-resolve, nothing written")

@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 def main(argv=None) -> int:
     from fsrlib.config import dataset_config, load_and_validate, run_config
     from fsrlib.data.datasets import FaceSRDataset
+    from fsrlib.inference import RunPredictor
     from fsrlib.io import write_json
     from fsrlib.metrics.image import evaluate_images
     from fsrlib.pipeline.train_stage import needed_keys
-    from fsrlib.train.recipes import RunPredictor
     from fsrlib.train.trainer import Trainer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--max-val-images", type=int, default=16)
     a = ap.parse_args(argv)
 
-    params = load_and_validate(a.params, check_models=False)
+    params = load_and_validate(a.params)
     cfg = run_config(params, a.run)
     cfg["num_workers"] = a.workers
     cfg["val"] = {**(cfg.get("val") or {}), "max_images": a.max_val_images}

@@ -7,6 +7,10 @@
                                       prepare + degrade + evaluate + downstream on any folder
     fsr upscale PHOTO --method M --scale S [--checkpoint C]
                                       super-resolve every face of a photo, paste back
+
+Each command imports its code when it runs (not at the top of this module), so that
+``fsr --help`` and ``fsr check`` do not load the pipeline's heavy dependencies (dlib, OpenCV,
+matplotlib) they do not use.
 """
 from __future__ import annotations
 
@@ -16,16 +20,11 @@ import sys
 from pathlib import Path
 
 
-def _params(path):
-    from .config import load_and_validate
-
-    return load_and_validate(path)
-
-
 def cmd_check(a) -> int:
     from .config import all_runs, load_and_validate
+    from .train.schema import validate_runs
 
-    params = load_and_validate(a.params, check_models=True)
+    params = validate_runs(load_and_validate(a.params))
     runs = all_runs(params)
     print(f"{a.params}: OK ({len(params.get('methods') or {})} methods, {len(runs)} runs)")
     return 0

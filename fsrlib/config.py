@@ -24,7 +24,6 @@ Run names are ``<key>-x<scale>``; ``<key>`` is what the report joins paper table
 """
 from __future__ import annotations
 
-import copy
 import os
 import re
 from pathlib import Path
@@ -33,12 +32,13 @@ from typing import Mapping
 import yaml
 
 from .registry import ConfigError
+from .settings import STAGE_DEFAULTS, deep_merge
 
 SECTIONS = {
     "data": {"source", "mirror", "datasets", "ffhq"},
-    "prepare": None,  # keys of fsrlib.data.align.DEFAULTS (see _stage_keys)
-    "degrade": None,  # keys of fsrlib.data.degrade.DEFAULTS
-    "parse": None,    # keys of fsrlib.parsing.DEFAULTS
+    "prepare": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["prepare"]
+    "degrade": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["degrade"]
+    "parse": None,    # keys of fsrlib.settings.STAGE_DEFAULTS["parse"]
     "train": {"device", "threads", "train_set", "val_set", "max_train_images", "max_val_images",
               "runs_root", "progress", "dataset_workers"},
     "methods": None,
@@ -61,17 +61,6 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict:
     return params
 
 
-def deep_merge(base: Mapping, over: Mapping | None) -> dict:
-    """Recursive dict merge; ``over`` wins; lists and scalars are replaced, not merged."""
-    out = copy.deepcopy(dict(base))
-    for k, v in (over or {}).items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
 def all_runs(params: Mapping) -> dict[str, dict]:
     """Every run (independent and chained) by name, in params order."""
     runs = dict(params.get("runs") or {})
@@ -91,7 +80,7 @@ def run_key(run_name: str) -> str:
 
 
 def run_config(params: Mapping, run_name: str) -> dict:
-    """The trainer config of one run (see :mod:`fsrlib.train.trainer`)."""
+    """The trainer config of one run (its keys: :mod:`fsrlib.train.schema`)."""
     runs = all_runs(params)
     if run_name not in runs:
         raise ConfigError(f"unknown run {run_name!r}; runs in params.yaml: {sorted(runs)}")
@@ -131,8 +120,13 @@ def dataset_config(params: Mapping, run_name: str) -> dict:
     return d
 
 
-def validate_params(params: Mapping, check_models: bool = True) -> list[str]:
-    """Raise :class:`ConfigError` on the first problem; return a list of warnings."""
+def validate_params(params: Mapping) -> list[str]:
+    """Raise :class:`ConfigError` on the first problem; return a list of warnings.
+
+    Checks sections, keys, scales, test sets and runs. The run configs themselves (model and
+    loss types and arguments) are checked by :func:`fsrlib.train.schema.validate_runs`, which
+    ``fsr check`` and the train stage call: this module never imports the model zoo, so the
+    stages that only read params (evaluate, downstream, report) do not depend on it."""
     warnings: list[str] = []
     unknown = set(params) - set(SECTIONS)
     if unknown:
@@ -144,7 +138,8 @@ def validate_params(params: Mapping, check_models: bool = True) -> list[str]:
         if extra:
             raise ConfigError(f"params.yaml [{sec}]: unknown key(s) {sorted(extra)}; allowed: {sorted(keys)}")
 
-    for sec, allowed in _stage_keys().items():
+    for sec, defaults in STAGE_DEFAULTS.items():
+        allowed = set(defaults)
         extra = set(params.get(sec) or {}) - allowed
         if extra:
             raise ConfigError(f"params.yaml [{sec}]: unknown key(s) {sorted(extra)}; allowed: {sorted(allowed)}")
@@ -184,10 +179,6 @@ def validate_params(params: Mapping, check_models: bool = True) -> list[str]:
             if cfg.get("recipe") != "two_stage" and cfg["model"] != src["model"]:
                 raise ConfigError(f"chained run {name!r} starts from {r['from']!r} but their models differ: "
                                   f"{cfg['model']} vs {src['model']}")
-        if check_models:
-            from .train.trainer import validate_config
-
-            validate_config(run_config(params, name))
     want = (params.get("downstream") or {}).get("runs", "all")
     if want != "all":
         keys = {run_key(n) for n in runs}
@@ -197,34 +188,18 @@ def validate_params(params: Mapping, check_models: bool = True) -> list[str]:
     return warnings
 
 
-def stage_section(params: Mapping | None, section: str, defaults: Mapping) -> dict:
-    """A data stage's settings: its section of params (or the section itself) over the stage's
-    ``DEFAULTS``; ``None`` values keep the default."""
-    params = dict(params or {})
-    if isinstance(params.get(section), Mapping):
-        params = dict(params[section])
-    return {**defaults, **{k: v for k, v in params.items() if v is not None}}
-
-
-def _stage_keys() -> dict[str, set]:
-    """The data stages declare their parameters as DEFAULTS dicts; those keys are the allowed ones."""
-    from .data import align, degrade
-    from . import parsing
-
-    return {"prepare": set(align.DEFAULTS), "degrade": set(degrade.DEFAULTS), "parse": set(parsing.DEFAULTS)}
-
-
-def stage_params(path: str | os.PathLike, section: str, check_models: bool = False) -> dict:
+def stage_params(path: str | os.PathLike, section: str) -> dict:
     """Validate the whole params file and return one section (what a stage notebook uses)."""
-    params = load_and_validate(path, check_models=check_models)
+    params = load_and_validate(path)
     if section not in params:
         raise ConfigError(f"params file {path} has no [{section}] section")
     return params[section]
 
 
-def load_and_validate(path: str | os.PathLike = "params.yaml", check_models: bool = True) -> dict:
+def load_and_validate(path: str | os.PathLike = "params.yaml") -> dict:
+    """:func:`load_params` + :func:`validate_params`."""
     params = load_params(path)
-    validate_params(params, check_models=check_models)
+    validate_params(params)
     return params
 
 

@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm.auto import tqdm
 
 
 # ====================================================================== atomic writes
@@ -76,8 +79,6 @@ def write_csv(path, df) -> Path:
 
 def save_image(path, img: np.ndarray) -> Path:
     """Save an HxWx3 (or HxW) uint8 array as PNG/JPEG, atomically."""
-    from PIL import Image
-
     if img.dtype != np.uint8:
         raise TypeError(f"save_image expects uint8, got {img.dtype}")
     path = Path(path)
@@ -87,8 +88,6 @@ def save_image(path, img: np.ndarray) -> Path:
 
 
 def torch_save(obj, path) -> Path:
-    import torch
-
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
@@ -167,8 +166,6 @@ def fetch(url: str, dest, sha256: str | None = None, md5: str | None = None, wha
 
 
 def _bar(total, desc):
-    from tqdm.auto import tqdm
-
     return tqdm(total=total or None, unit="B", unit_scale=True, desc=desc, leave=False)
 
 
@@ -191,8 +188,6 @@ def read_image(path) -> tuple[np.ndarray, list[str]]:
     empty, truncated or not an image) or ``transparent`` (an alpha channel with
     transparent pixels: there is no honest colour to put there).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     path = Path(path)
     notes: list[str] = []
     try:
@@ -250,6 +245,12 @@ def read_image(path) -> tuple[np.ndarray, list[str]]:
     if rgb.shape[0] < 8 or rgb.shape[1] < 8:
         raise BadImage("unreadable", f"image is {rgb.shape[1]}x{rgb.shape[0]} px")
     return np.ascontiguousarray(rgb), notes
+
+
+def read_u8(path) -> np.ndarray:
+    """A PNG written by the pipeline as a uint8 array: HxWx3 RGB, or HxW for a grey (``L``) map."""
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB") if im.mode != "L" else im)
 
 
 def is_effectively_gray(rgb: np.ndarray, tol: int = 3) -> bool:

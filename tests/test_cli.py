@@ -24,8 +24,8 @@ def make_checkpoint(runs_root: Path, method: str, scale: int, model: dict, seed:
     weights: the tests check plumbing, not quality)."""
     from fsrlib.models.common import count_params
     from fsrlib.registry import MODELS
-    from fsrlib.train.recipes import MODEL_FILE_FORMAT
-    from fsrlib.train.trainer import validate_config
+    from fsrlib.inference import MODEL_FILE_FORMAT
+    from fsrlib.train.schema import validate_config
 
     c = validate_config({"method": method, "scale": scale, "iters": 1, "model": model, "losses": [{"type": "l1"}],
                          "run": f"{method}-x{scale}"})

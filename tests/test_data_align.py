@@ -9,8 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fsrlib.data.align import (FaceAligner, key_points, prepare, read_pts, similarity_from_points,
-                               split_identities, template_points, apply_transform)
+from fsrlib.data.align import (FaceAligner, key_points, read_pts, similarity_from_points, split_identities,
+                               template_points, apply_transform)
+from fsrlib.pipeline.prepare import prepare
 from fsrlib.io import OfflineError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from fsrlib.data.datasets import FaceSRDataset
-from fsrlib.data.degrade import imresize, imresize_torch
-from fsrlib.parsing.labels import flip_labels, flip_parts11, parts11
+from fsrlib.imresize import imresize, imresize_torch
+from fsrlib.labels import flip_labels, flip_parts11, parts11
 
 REPO = Path(__file__).resolve().parents[1]
 ALL = ("hr", "lr", "lr_up", "labels", "skin", "skin_lr", "parts11", "regions")
@@ -22,10 +22,10 @@ ALL = ("hr", "lr", "lr_up", "labels", "skin", "skin_lr", "parts11", "regions")
 def root(tmp_path_factory, mirror):
     """data/ with raw -> faces -> lr -> parsing for 6 CelebA and 3 Helen mirror photos."""
     m = mirror
-    from fsrlib.data.align import prepare
-    from fsrlib.data.degrade import degrade_all
+    from fsrlib.pipeline.degrade import degrade_all
+    from fsrlib.pipeline.prepare import prepare
     from fsrlib.data.download import build_raw_index
-    from fsrlib.parsing import parse_all
+    from fsrlib.pipeline.parse import parse_all
 
     ids = pd.read_csv(m / "celeba" / "identity.csv")
     ids = ids[ids.face_extent_px > 120].groupby("identity").head(2).iloc[:6]

@@ -9,8 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from fsrlib.data.degrade import (BLIND_PRESETS, blind_degrade, cubic, degrade, degrade_all, imresize,
-                                 imresize_torch)
+from fsrlib.data.degrade import BLIND_PRESETS, blind_degrade, degrade
+from fsrlib.imresize import cubic, imresize, imresize_torch
+from fsrlib.pipeline.degrade import degrade_all
 
 
 # ---------------------------------------------------------------------- independent reference

@@ -3,8 +3,7 @@ import json
 
 import numpy as np
 
-from fsrlib.train.live import TsvLive
-from fsrlib.train.trainer import _files_only_live
+from fsrlib.train.live import TsvLive, files_only_live
 
 
 def _log(live):
@@ -20,7 +19,7 @@ def _log(live):
 
 def test_tsvlive_matches_dvclive(tmp_path):
     a, b = tmp_path / "dvclive", tmp_path / "tsv"
-    _log(_files_only_live()(str(a), report=None, save_dvc_exp=False, dvcyaml=False))
+    _log(files_only_live()(str(a), report=None, save_dvc_exp=False, dvcyaml=False))
     _log(TsvLive(str(b)))
     for rel in ("plots/metrics/train/loss.tsv", "plots/metrics/train/lr.tsv", "plots/metrics/val/psnr.tsv"):
         ra = [ln.split("\t") for ln in (a / rel).read_text().split("\n") if ln]

@@ -9,18 +9,19 @@ import torch
 import torch.nn.functional as F
 
 from fsrlib import losses as L
+from fsrlib.losses import vgg as V
 from fsrlib.io import OfflineError
 from fsrlib.registry import ConfigError
 
 
 def tiny_vgg():
     torch.manual_seed(0)
-    return L.make_vgg19_features(width=1 / 16, upto=8)
+    return V.make_vgg19_features(width=1 / 16, upto=8)
 
 
 @pytest.fixture
 def vgg():
-    with L.vgg_override(tiny_vgg):
+    with V.vgg_override(tiny_vgg):
         yield
 
 
@@ -78,13 +79,13 @@ def test_perceptual_matches_manual_features(vgg):
     loss = L.build_loss({"type": "perceptual", "layers": ["relu1_2", "conv2_2"], "layer_weights": [1.0, 0.5]})
     v = loss({"sr": x}, {"hr": y})
     net = tiny_vgg()
-    mean = torch.tensor(L.IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(L.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(V.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(V.IMAGENET_STD).view(1, 3, 1, 1)
 
     def feats(img, upto):
         return net[: upto + 1]((img - mean) / std)
 
-    names = L.vgg19_layer_names()
+    names = V.vgg19_layer_names()
     assert names[:5] == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1"] and names[-1] == "pool5"
     i1, i2 = names.index("relu1_2"), names.index("conv2_2")
     expect = ((feats(x, i1) - feats(y, i1)).abs().mean() + 0.5 * (feats(x, i2) - feats(y, i2)).abs().mean())
@@ -125,7 +126,7 @@ def test_perceptual_offline_error_and_weight_zero(offline, tmp_path):
     assert kr.per is None
     assert len(offline) == 1  # none of these touched the network
     # a local weights file (torchvision key names) is used without any download
-    net = L.make_vgg19_features(upto=3)
+    net = V.make_vgg19_features(upto=3)
     path = tmp_path / "vgg_local.pth"
     torch.save({f"features.{k}": v for k, v in net.state_dict().items()}, path)
     loss = L.build_loss({"type": "perceptual", "layers": ["relu1_2"], "weights_path": str(path),

@@ -15,9 +15,10 @@ import torch
 from PIL import Image
 
 from fsrlib.io import OfflineError
-from fsrlib.parsing import make_parser, parse_all
-from fsrlib.parsing.labels import (CLASSES, PARTS11_NAMES, class_index, colorize, flip_labels,
-                                   flip_parts11, overlay, parts11, regions4, skin_lr, skin_map)
+from fsrlib.labels import (CLASSES, PARTS11_NAMES, class_index, colorize, flip_labels, flip_parts11, overlay, parts11,
+                           regions4, skin_lr, skin_map)
+from fsrlib.parsing import make_parser
+from fsrlib.pipeline.parse import parse_all
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,10 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from fsrlib.report import figures as F  # noqa: E402
+from fsrlib.report import results as RES  # noqa: E402
+from fsrlib.report import specs as SP  # noqa: E402
 from fsrlib.report import tables as T  # noqa: E402
+from fsrlib.report import vocabulary as V  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = Path(os.environ.get("FSR_SHARED", ROOT.parent / "shared")) / "specs"
@@ -48,18 +51,18 @@ PAPER_OF = {"000_wnet.md": "wnet", "001_fishfsrnet.md": "fishfsrnet", "002_sparn
 # ============================================================================ paper_results.csv
 @pytest.fixture(scope="module")
 def paper():
-    return T.load_paper_results()
+    return RES.load_paper_results()
 
 
 def test_paper_csv_schema(paper):
-    raw = pd.read_csv(T.PAPER_CSV, dtype=str, keep_default_na=False)
+    raw = pd.read_csv(RES.PAPER_CSV, dtype=str, keep_default_na=False)
     assert list(raw.columns) == ["paper", "table", "block", "method", "method_key", "dataset", "scale", "metric",
                                  "value", "note"]
     for v in raw["value"]:
         float(v)  # every value parses
         assert re.fullmatch(r"-?\d+(\.\d+)?", v), v
     assert not raw.duplicated(["paper", "table", "block", "method", "dataset", "scale", "metric"]).any()
-    assert set(raw["paper"]) == set(T.PAPERS)
+    assert set(raw["paper"]) == set(V.PAPERS)
     assert all(s == "" or s.isdigit() for s in raw["scale"])
 
 
@@ -160,7 +163,7 @@ def _dump(path: Path, obj) -> None:
 
 def _result(root: Path, run: str, testset: str, metrics: dict, downstream: dict | None = None,
             protocol: dict | None = None, n: int = 50):
-    key, scale, _ = T.parse_run_name(run)
+    key, scale, _ = RES.parse_run_name(run)
     proto = {**PROTO, **(protocol or {})}
     missing = {k: LPIPS_REASON for k, v in metrics.items() if v is None}
     _dump(root / "results" / run / testset / "metrics.json",
@@ -198,7 +201,7 @@ def fake(tmp_path_factory):
         _result(root, f"parsingnet-x{s}", "celeba_test", {"parsing_acc": 0.9 - 0.01 * s}, n=100)
     _dump(root / "runs" / "sparnet-x8" / "run.json", {"run": "sparnet-x8", "budget": {"iters": 600, "batch": 8}})
     _dump(root / "runs" / "srcnn-x4" / "run.json", {"run": "srcnn-x4", "params_M": 0.057})  # trained only
-    ours = T.load_results(root / "results", root / "runs")
+    ours = RES.load_results(root / "results", root / "runs")
     out = root / "reports" / "tables"
     written = T.build_all(root / "results", root / "runs", out)
     return {"root": root, "ours": ours, "out": out, "written": written}
@@ -230,7 +233,7 @@ def test_tables_paper_values_verbatim(fake, paper):
     """Every transcribed number appears, as printed, on the paper side of some cell."""
     for (pp, tid), g in paper.groupby(["paper", "table"]):
         shown = Counter()
-        for spec in (s for s in T.TABLES if s.paper == pp and s.table == tid):
+        for spec in (s for s in SP.TABLES if s.paper == pp and s.table == tid):
             df = pd.read_csv(fake["out"] / f"{spec.name}.csv", dtype=str, keep_default_na=False)
             for c in df.columns:
                 for v in df[c]:
@@ -242,41 +245,41 @@ def test_tables_paper_values_verbatim(fake, paper):
 
 def test_tables_ours_in_right_cells(fake, paper):
     ours = fake["ours"]
-    df = T.build_table(T.TABLES_BY_NAME["sparnet_t1"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["sparnet_t1"], ours, paper)
     assert _cell(df, "SPARNet", "Helen ×8 PSNR↑") == "26.59 / 24.10"          # untagged run preferred
     assert _cell(df, "SPARNet", "Helen ×8 SSIM↑") == "0.7716 / 0.7012"
     assert _cell(df, "SPARNet", "Helen ×8 AUC@10% (%)↑") == "58.51 / 43.21"
     assert _cell(df, "Bicubic", "Helen ×8 AUC@10% (%)↑") == "4.42 / 4.00"
     assert _cell(df, "SPARNet", "UMD ×8 ID cos↑") == "0.5546 / 0.5123†"      # stand-in test set
     assert _cell(df, "SPARNet", "ours run") == "sparnet-x8"
-    df = T.build_table(T.TABLES_BY_NAME["wnet_t1_mode_i"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["wnet_t1_mode_i"], ours, paper)
     assert _cell(df, "W-Net", "CelebA ×4 PSNR↑") == "31.77 / 30.12"
     assert _cell(df, "W-Net", "Helen ×4 SSIM↑") == "0.9251 / 0.9000"
     assert _cell(df, "Bicubic", "CelebA ×4 SSIM↑") == "0.8002 / 0.7900"
-    df = T.build_table(T.TABLES_BY_NAME["wnet_t2"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["wnet_t2"], ours, paper)
     assert _cell(df, "W-Net", "CelebA ×4 Lmk dist (px)↓") == "6.98 / 7.10"
-    df = T.build_table(T.TABLES_BY_NAME["wnet_t3"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["wnet_t3"], ours, paper)
     assert _cell(df, "Exp.A", "CelebA ×4 PSNR↑") == "28.69 / 28.00"
     assert _cell(df, "Exp.H", "CelebA ×4 PSNR↑") == "31.63 / 30.12"          # falls back to wnet-x4
     assert "config" in df.columns and "Parsing Block" in _cell(df, "Exp.B", "config")
-    df = T.build_table(T.TABLES_BY_NAME["fishfsrnet_t3"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["fishfsrnet_t3"], ours, paper)
     assert _cell(df, "Model 1", "CelebA ×8 PSNR↑") == "27.21 / 25.90"
     assert _cell(df, "Model 8", "CelebA ×8 PSNR↑") == "27.54 / 26.20"
-    df = T.build_table(T.TABLES_BY_NAME["fishfsrnet_t4"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["fishfsrnet_t4"], ours, paper)
     assert _cell(df, "ParsingNet", "CelebA ×16 Parsing acc↑") == "0.9564 / 0.7400"
-    df = T.build_table(T.TABLES_BY_NAME["aminet_t10"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["aminet_t10"], ours, paper)
     assert _cell(df, "AMINet", "CelebA ×8 Params (M)") == "12.62 / 12.87"
     assert _cell(df, "AMINet", "CelebA ×8 Time (ms)") == "35 / 20"
-    df = T.build_table(T.TABLES_BY_NAME["sparnet_t3"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["sparnet_t3"], ours, paper)
     assert _cell(df, "SPARNet", "Helen (DIC) ×8 Time (s)") == "0.051 / 0.012"   # ms -> s, run-level: no †
     assert _cell(df, "SPARNet", "Helen (DIC) ×8 PSNR↑") == "26.97 / 24.10†"   # helen50 stands in
-    df = T.build_table(T.TABLES_BY_NAME["thesis_t4_1"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["thesis_t4_1"], ours, paper)
     assert _cell(df, "Proposed method 1", "CelebAMask-HQ ×8 PSNR↑") == "24.66 / 24.00†"
 
 
 def test_tables_missing_cells_have_reasons(fake, paper):
     ours = fake["ours"]
-    df = T.build_table(T.TABLES_BY_NAME["wnet_t1_mode_i"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["wnet_t1_mode_i"], ours, paper)
     assert _cell(df, "W-Net", "CelebA ×4 LPIPS↓") == f"0.0482 / – (metric missing: {LPIPS_REASON})"
     assert _cell(df, "FSRNet [7]", "CelebA ×4 PSNR↑") == "31.37 / – (not implemented in fsrlib)"
     assert _cell(df, "EDSR [46]", "CelebA ×4 PSNR↑") == \
@@ -284,18 +287,18 @@ def test_tables_missing_cells_have_reasons(fake, paper):
     assert _cell(df, "SRCNN [45]", "CelebA ×4 PSNR↑") == \
         "28.01 / – (not evaluated on celeba_test: run srcnn-x4 has no results there)"
     assert _cell(df, "W-Net", "CelebA ×8 PSNR↑").startswith("27.54 / – (not trained in this profile")
-    df = T.build_table(T.TABLES_BY_NAME["aminet_t9"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["aminet_t9"], ours, paper)
     assert _cell(df, "AMINet", "Case 1").startswith("0.8533 / – (test set not available: SCface")
-    df = T.build_table(T.TABLES_BY_NAME["sparnet_fig5_fig7"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["sparnet_fig5_fig7"], ours, paper)
     assert _cell(df, "SPARNet-V1", "Helen ×8 PSNR↑") == \
         "– (not reported by the paper) / – (not trained in this profile: no run sparnet_v1-x8)"
     assert _cell(df, "SPARNet (V16-S4)", "Helen ×8 PSNR↑") == "26.59 / 24.10"
-    df = T.build_table(T.TABLES_BY_NAME["fishfsrnet_t1"], ours, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["fishfsrnet_t1"], ours, paper)
     assert _cell(df, "Ours (FishFSRNet)", "Avg PSNR↑") == "27.49 / – (mean needs all 6 settings (1 available))"
     assert _cell(df, "Ours (FishFSRNet)", "CelebA ×8 PSNR↑") == "27.54 / 26.20"
     # every cell of every table: a number on each side, or a dash with a reason
     side = re.compile(r"^(-?\d+(\.\d+)?†?|– \(.+\))$")
-    for spec in T.TABLES:
+    for spec in SP.TABLES:
         df = T.build_table(spec, ours, paper)
         for c in df.columns:
             if c in ("Method", "ours run", "config"):
@@ -307,13 +310,13 @@ def test_tables_missing_cells_have_reasons(fake, paper):
 
 
 def test_tables_hr_row_is_optional(fake, paper):
-    df = T.build_table(T.TABLES_BY_NAME["wnet_t2"], fake["ours"], paper)
+    df = T.build_table(SP.TABLES_BY_NAME["wnet_t2"], fake["ours"], paper)
     assert "HR (reference)" not in set(df["Method"])
 
 
 def test_written_files_and_captions(fake):
     out = fake["out"]
-    for spec in T.TABLES:
+    for spec in SP.TABLES:
         md = (out / f"{spec.name}.md").read_text()
         assert (out / f"{spec.name}.csv").stat().st_size > 0
         assert md.startswith("# ") and "| Method |" in md
@@ -329,7 +332,7 @@ def test_written_files_and_captions(fake):
     thesis = (out / "thesis_t4_1.md").read_text()
     assert "† stand-in test set" in thesis
     index = (out / "README.md").read_text()
-    assert all(f"({s.name}.md)" in index for s in T.TABLES) and "ours_summary.md" in index
+    assert all(f"({s.name}.md)" in index for s in SP.TABLES) and "ours_summary.md" in index
     assert "`wnet_expA`" in index
     summ = pd.read_csv(out / "ours_summary.csv", dtype=str, keep_default_na=False)
     assert {"sparnet-x8", "wnet-x4"} <= set(summ["run"])
@@ -337,9 +340,9 @@ def test_written_files_and_captions(fake):
 
 
 def test_build_table_without_results(paper):
-    df = T.build_table(T.TABLES_BY_NAME["aminet_t7"], None, paper)
+    df = T.build_table(SP.TABLES_BY_NAME["aminet_t7"], None, paper)
     assert _cell(df, "AMINet", "CelebA ×8 PSNR↑") == "28.26 / – (not trained in this profile: no run aminet-x8)"
-    assert "no results" in T.table_caption(T.TABLES_BY_NAME["aminet_t7"], df, None)
+    assert "no results" in T.table_caption(SP.TABLES_BY_NAME["aminet_t7"], df, None)
 
 
 def test_expected_method_keys(paper):
@@ -457,7 +460,9 @@ def test_figure_downstream_curves(tmp_path):
 
 def test_markdown_footnotes_when_both_sides_are_missing():
     """Each side's reason becomes its own footnote (the HR row: no paper value, no PSNR)."""
-    from fsrlib.report.tables import MISSING, _budget_str, _markdown
+    from fsrlib.report.results import _budget_str
+    from fsrlib.report.tables import _markdown
+    from fsrlib.report.vocabulary import MISSING
 
     df = pd.DataFrame({"PSNR": [f"{MISSING} (not reported by the paper) / {MISSING} (metric missing: psnr)",
                                 f"{MISSING} (not reported by the paper) / 27.50",

@@ -17,7 +17,9 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from fsrlib.pipeline.report_stage import BrokenResultsError, build_report, check_results, inspect_face  # noqa: E402
+from fsrlib.pipeline.inspection import inspect_face  # noqa: E402
+from fsrlib.pipeline.report_stage import build_report  # noqa: E402
+from fsrlib.report.results import BrokenResultsError, check_results  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -53,7 +55,7 @@ def make_fake_data(root: Path, n: int = 4, scales=(8,)) -> Path:
     landmarks.npz (keys, detected, gt, M), LR and upsampled LR, 19-class label maps."""
     from skimage.data import astronaut
 
-    from fsrlib.data.degrade import imresize
+    from fsrlib.imresize import imresize
 
     img = astronaut()
     rng = np.random.default_rng(0)

@@ -26,9 +26,11 @@ if str(ROOT) not in sys.path:
 from fsrlib.models.common import FSRModel  # noqa: E402
 from fsrlib.registry import MODELS, ConfigError  # noqa: E402
 from fsrlib.train import trainer as T  # noqa: E402
+from fsrlib.train.schedules import lr_factor  # noqa: E402
+from fsrlib.train.schema import validate_config  # noqa: E402
 from fsrlib.train.distributed import ShardedBatchSampler  # noqa: E402
 from fsrlib.train.ema import ModelEMA  # noqa: E402
-from fsrlib.train.recipes import RunPredictor, load_run_model  # noqa: E402
+from fsrlib.inference import RunPredictor, load_run_model  # noqa: E402
 
 SCALE = 8
 
@@ -247,23 +249,23 @@ def two_steps(tr, n=4):
 # ====================================================================== config
 def test_config_validation_fails_early():
     with pytest.raises(ConfigError, match="unknown key"):
-        T.validate_config(base_cfg(learning_rate=1))
+        validate_config(base_cfg(learning_rate=1))
     with pytest.raises(ConfigError, match="missing"):
-        T.validate_config({"method": "x", "scale": 8})
+        validate_config({"method": "x", "scale": 8})
     with pytest.raises(ConfigError, match="unknown model"):
-        T.validate_config(base_cfg(model={"type": "no_such_model"}))
+        validate_config(base_cfg(model={"type": "no_such_model"}))
     with pytest.raises(ConfigError, match="unknown parameter"):
-        T.validate_config(base_cfg(losses=[{"type": "l1", "wieght": 1}]))
+        validate_config(base_cfg(losses=[{"type": "l1", "wieght": 1}]))
     with pytest.raises(ConfigError, match="recipe gan"):
-        T.validate_config(base_cfg(losses=[{"type": "adversarial"}]))
+        validate_config(base_cfg(losses=[{"type": "adversarial"}]))
     with pytest.raises(ConfigError, match="use recipe pixel"):
-        T.validate_config(base_cfg(recipe="gan", d_model={"type": "test_tiny_d"},
+        validate_config(base_cfg(recipe="gan", d_model={"type": "test_tiny_d"},
                                    losses=[{"type": "l1"}, {"type": "adversarial", "weight": 0}]))
     with pytest.raises(ConfigError, match="ema"):
-        T.validate_config(base_cfg(ema={"decay": 0.999, "beta": 1}))
+        validate_config(base_cfg(ema={"decay": 0.999, "beta": 1}))
     with pytest.raises(ConfigError, match="optim"):
-        T.validate_config(base_cfg(optim={"type": "adam", "lr": 1e-4, "momentum": 0.9}))
-    c = T.validate_config(base_cfg(recipe="gan", d_model={"type": "test_tiny_d"},
+        validate_config(base_cfg(optim={"type": "adam", "lr": 1e-4, "momentum": 0.9}))
+    c = validate_config(base_cfg(recipe="gan", d_model={"type": "test_tiny_d"},
                                    losses=[{"type": "l1"}, {"type": "adversarial", "gan_type": "hinge", "weight": 0.1}]))
     assert c["d_losses"] == [{"type": "adversarial", "gan_type": "hinge", "weight": 1.0}]
     assert c["run"] == "tiny-x8" and c["model"]["scale"] == SCALE and c["d_optim"] == c["optim"]
@@ -280,10 +282,10 @@ def test_prior_consistency_checked_at_build(tmp_path):
 
 def test_schedules():
     s = {"type": "step", "milestones": [0.5, 0.75], "gamma": 0.5}
-    assert [T.lr_factor(s, i, 8, 1.0) for i in (0, 3, 4, 6, 7)] == [1, 1, 0.5, 0.25, 0.25]
+    assert [lr_factor(s, i, 8, 1.0) for i in (0, 3, 4, 6, 7)] == [1, 1, 0.5, 0.25, 0.25]
     c = {"type": "cosine", "min_lr": 0.1}
-    assert T.lr_factor(c, 0, 10, 1.0) == pytest.approx(1.0) and T.lr_factor(c, 10, 10, 1.0) == pytest.approx(0.1)
-    assert T.lr_factor({"type": "constant", "warmup_iters": 4}, 1, 10, 1.0) == pytest.approx(0.5)
+    assert lr_factor(c, 0, 10, 1.0) == pytest.approx(1.0) and lr_factor(c, 10, 10, 1.0) == pytest.approx(0.1)
+    assert lr_factor({"type": "constant", "warmup_iters": 4}, 1, 10, 1.0) == pytest.approx(0.5)
 
 
 def test_sampler_order_and_shards():
@@ -541,7 +543,7 @@ REAL = [
 
 @pytest.mark.parametrize("name,kw", REAL, ids=[r[0] for r in REAL])
 def test_real_model_step(tmp_path, name, kw):
-    from fsrlib.losses import make_vgg19_features, vgg_override
+    from fsrlib.losses.vgg import make_vgg19_features, vgg_override
 
     types = [kw.get("model", {}).get("type"), kw.get("d_model", {}).get("type")]
     missing = [t for t in types if t and t not in MODELS]

@@ -55,40 +55,29 @@ Splits
 """
 from __future__ import annotations
 
-import importlib.util
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+import cv2
+import dlib
 import numpy as np
+import pandas as pd
 
-from fsrlib.io import BadImage, is_effectively_gray, read_image
+from .. import dlib_models
+from ..settings import STAGE_DEFAULTS
 
 __all__ = [
-    "DEFAULTS", "TEMPLATE_BASE", "template_points", "model_path", "FaceAligner",
-    "key_points", "similarity_from_points", "apply_transform", "read_pts", "split_identities",
-    "prepare", "AlignResult",
+    "DEFAULTS", "TEMPLATE_BASE", "template_points", "FaceAligner", "key_points", "similarity_from_points",
+    "apply_transform", "read_pts", "split_identities", "read_faces", "load_landmarks",
+    "AlignResult",
 ]
 
 HR_SIZE = 128
 #: template points at margin 1 for a 128 frame: image-left eye, image-right eye, mouth centre
 TEMPLATE_BASE = np.array([[44.0, 50.0], [84.0, 50.0], [64.0, 94.0]], dtype=np.float64)
 
-DEFAULTS: dict[str, Any] = {
-    "hr_size": 128,
-    "margin": 1.2,
-    "min_face_size": 80,          # px, landmark extent in the original photo (~77 px in the crop at margin 1.2)
-    "reject_grayscale": True,
-    "max_black_frac": 0.25,
-    "detect_max_side": 640,
-    "detect_upsample": 1,         # extra pyramid up-sampling tried when nothing is found
-    "helen_gt_fallback": True,    # align a Helen face on its ground-truth points if dlib misses it
-    "split_seed": 0,
-    "split_fractions": [0.8, 0.1, 0.1],
-    "helen50_n": 50,
-    "workers": 2,
-}
+DEFAULTS: dict[str, Any] = STAGE_DEFAULTS["prepare"]  # the prepare stage's settings
 
 
 # ====================================================================== template and geometry
@@ -132,33 +121,6 @@ def read_pts(path) -> np.ndarray:
     return np.array([[float(v) for v in l.split()[:2]] for l in lines[start:end]], dtype=np.float64)
 
 
-# ====================================================================== dlib models
-def _package_dir(name: str) -> Path | None:
-    """The folder of an installed package, found without importing it."""
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        return None
-    if spec.submodule_search_locations:
-        return Path(list(spec.submodule_search_locations)[0])
-    return Path(spec.origin).parent if spec.origin else None
-
-
-def model_path(name: str = "shape_predictor_68_face_landmarks.dat") -> Path:
-    """Path of a dlib model file shipped by ``face_recognition_models``.
-
-    ``$FSR_DLIB_MODELS`` (a folder) overrides it. The package is not imported: its
-    ``__init__`` needs ``pkg_resources``, which recent environments lack."""
-    env = os.environ.get("FSR_DLIB_MODELS")
-    if env and (Path(env) / name).exists():
-        return Path(env) / name
-    d = _package_dir("face_recognition_models")
-    if d is not None and (d / "models" / name).exists():
-        return d / "models" / name
-    raise FileNotFoundError(
-        f"dlib model {name} not found: install the 'face_recognition_models' package "
-        f"(pip install face_recognition_models) or set FSR_DLIB_MODELS to a folder holding it")
-
-
 class AlignResult(dict):
     """``ok`` True: ``image`` (HxWx3 uint8), ``landmarks`` (68x2 in the crop frame),
     ``landmarks_src``, ``M`` (2x3 source -> crop), ``score``, ``det_size``, ``extent``,
@@ -171,16 +133,13 @@ class FaceAligner:
     def __init__(self, hr_size: int = HR_SIZE, margin: float = DEFAULTS["margin"],
                  detect_max_side: int = DEFAULTS["detect_max_side"],
                  detect_upsample: int = DEFAULTS["detect_upsample"]):
-        import dlib
-
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(model_path()))
+        self.detector = dlib_models.face_detector()
+        self.predictor = dlib_models.shape_predictor(68)
         self.hr_size = int(hr_size)
         self.margin = float(margin)
         self.detect_max_side = int(detect_max_side)
         self.detect_upsample = int(detect_upsample)
         self.template = template_points(self.hr_size, self.margin)
-        self._dlib = dlib
 
     # ------------------------------------------------------------------ detection
     def detect_all(self, rgb: np.ndarray) -> list[dict]:
@@ -188,8 +147,6 @@ class FaceAligner:
         "score", "side" (box side px)}``. Detection runs on a copy shrunk to
         ``detect_max_side`` (upsampled up to ``detect_upsample`` times until something is
         found); the 68 points are predicted on the full-resolution image."""
-        import cv2
-
         h, w = rgb.shape[:2]
         f = min(1.0, self.detect_max_side / max(h, w))
         small = rgb if f == 1.0 else cv2.resize(rgb, (max(1, round(w * f)), max(1, round(h * f))),
@@ -204,7 +161,7 @@ class FaceAligner:
         full = np.ascontiguousarray(rgb)
         faces = []
         for r, sc in zip(dets, scores):
-            rr = self._dlib.rectangle(int(round(r.left() / f)), int(round(r.top() / f)),
+            rr = dlib.rectangle(int(round(r.left() / f)), int(round(r.top() / f)),
                                       int(round(r.right() / f)), int(round(r.bottom() / f)))
             shape = self.predictor(full, rr)
             faces.append({"landmarks": np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64),
@@ -225,8 +182,6 @@ class FaceAligner:
     def warp(self, rgb: np.ndarray, m: np.ndarray) -> np.ndarray:
         """Apply the 2x3 similarity ``m`` (source -> crop) to make the crop, with area
         pre-reduction when shrinking."""
-        import cv2
-
         s = float(np.hypot(m[0, 0], m[1, 0]))
         size = self.hr_size
         src = rgb
@@ -296,189 +251,10 @@ def split_identities(identities, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> di
     return out
 
 
-# ====================================================================== the stage
-def _cfg(params: dict | None) -> dict:
-    from fsrlib.config import stage_section
-
-    return stage_section(params, "prepare", DEFAULTS)
-
-
-_WORKER: dict = {}
-
-
-def mp_context():
-    """``fork`` where the OS has it (no re-import of ``__main__``, so scripts without a
-    ``__main__`` guard and notebooks both work), else ``spawn``."""
-    import multiprocessing as mp
-
-    return mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-
-
-def _init_worker(cfg):
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover
-        pass
-    _WORKER["aligner"] = FaceAligner(cfg["hr_size"], cfg["margin"], cfg["detect_max_side"], cfg["detect_upsample"])
-    _WORKER["cfg"] = cfg
-
-
-def _reject(job, reason, detail=""):
-    return {"ok": False, "file": job["file"], "dataset": job["dataset"], "reason": reason, "detail": detail}
-
-
-def _process(job) -> dict:
-    """One raw image -> a face record or a reject record (runs in a worker)."""
-    from fsrlib.io import save_image
-
-    cfg, al = _WORKER["cfg"], _WORKER["aligner"]
-    try:
-        rgb, notes = read_image(job["path"])
-    except BadImage as e:
-        return _reject(job, e.reason, e.detail)
-    if cfg["reject_grayscale"] and ("grayscale_to_rgb" in notes or is_effectively_gray(rgb)):
-        return _reject(job, "grayscale", "single-channel photo" if "grayscale_to_rgb" in notes
-                       else "RGB photo with equal channels")
-    ext_index = job.get("face_extent_px")
-    if ext_index is not None and np.isfinite(ext_index) and ext_index < cfg["min_face_size"]:
-        return _reject(job, "too_small", f"face_extent_px {ext_index:.0f} < {cfg['min_face_size']} (index)")
-    gt = None
-    if job.get("pts"):
-        try:
-            gt = read_pts(job["pts"])
-            if gt.shape != (68, 2):
-                notes.append(f"pts_shape={gt.shape}")
-                gt = None
-        except (OSError, ValueError, StopIteration) as e:
-            notes.append(f"pts_unreadable:{e.__class__.__name__}")
-            gt = None
-    r = al.align(rgb, gt_landmarks=gt, use_gt_if_missed=bool(cfg["helen_gt_fallback"]))
-    if not r["ok"]:
-        return _reject(job, r["reason"], r["detail"])
-    extent = r["extent"]
-    if not (ext_index is not None and np.isfinite(ext_index)) and extent < cfg["min_face_size"]:
-        return _reject(job, "too_small", f"detected landmark extent {extent:.0f} px < {cfg['min_face_size']}")
-    img = r["image"]
-    black = float((img.max(axis=2) == 0).mean())
-    if black > cfg["max_black_frac"]:
-        return _reject(job, "out_of_frame", f"{black:.0%} of the crop is outside the photo (black)")
-    save_image(job["out"], img)
-    gt128 = apply_transform(r["M"], gt) if gt is not None else np.full((68, 2), np.nan)
-    return {
-        "ok": True, "file": job["file"], "dataset": job["dataset"], "name": job["name"],
-        "score": r["score"], "det_size": r["det_size"], "extent_px": extent, "n_faces": r["n_faces"],
-        "black_frac": round(black, 4), "notes": ";".join(notes + r["notes"]),
-        "landmarks": r["landmarks"].astype(np.float32), "gt": gt128.astype(np.float32),
-        "M": r["M"].astype(np.float32),
-    }
-
-
-def _jobs(raw_index, raw_root: Path, out_root: Path) -> list[dict]:
-    jobs = []
-    for r in raw_index.itertuples(index=False):
-        name = Path(r.file).stem
-        ext = getattr(r, "face_extent_px", None)
-        ext = float(ext) if ext is not None and not (isinstance(ext, float) and math.isnan(ext)) else None
-        pts = None
-        if bool(getattr(r, "has_pts", False)):
-            pts = str(raw_root / Path(r.file).with_suffix(".pts"))
-        jobs.append({"file": r.file, "dataset": r.dataset, "name": name, "path": str(raw_root / r.file),
-                     "face_extent_px": ext, "pts": pts, "out": str(out_root / r.dataset / f"{name}.png")})
-    return jobs
-
-
-def prepare(raw_index, out_root="data/faces", params: dict | None = None, progress: bool = True,
-            raw_root="data/raw"):
-    """The prepare stage: align every raw image of ``raw_index`` (the DataFrame of
-    :func:`fsrlib.data.download.verify_raw`) into ``{out_root}/{dataset}/{name}.png``.
-
-    Writes ``faces.csv``, ``landmarks.npz`` (``keys`` "dataset/name", ``detected`` and
-    ``gt`` (N,68,2) float32 in the crop frame, NaN where no ground truth, ``M`` (N,2,3)
-    source -> crop) and ``rejects.csv``. Returns ``(faces_df, rejects_df)``.
-    ``params``: the ``prepare`` section of params.yaml (see :data:`DEFAULTS`)."""
-    import pandas as pd
-    from tqdm import tqdm
-
-    from fsrlib.io import atomic_path, write_csv
-
-    cfg = _cfg(params)
-    raw_root, out_root = Path(raw_root), Path(out_root)
-    idx = raw_index.reset_index(drop=True)
-    jobs = _jobs(idx, raw_root, out_root)
-
-    workers = int(cfg.get("workers", 1))
-    results = []
-    if workers <= 1 or len(jobs) < 32:
-        _init_worker(cfg)
-        for j in tqdm(jobs, desc="prepare", disable=not progress):
-            results.append(_process(j))
-    else:
-        with mp_context().Pool(workers, initializer=_init_worker, initargs=(cfg,)) as pool:
-            for res in tqdm(pool.imap(_process, jobs, chunksize=16), total=len(jobs), desc="prepare",
-                            disable=not progress):
-                results.append(res)
-
-    # splits (from the raw index, before rejects)
-    id_split = {}
-    if "identity" in idx.columns:
-        cel = idx[(idx.dataset == "celeba") & idx.identity.notna()]
-        id_split = split_identities(cel.identity.astype(int), cfg["split_fractions"], cfg["split_seed"])
-    info = {r.file: r for r in idx.itertuples(index=False)}
-
-    rows, lms, gts, ms, rej = [], [], [], [], []
-    for res in results:
-        if not res["ok"]:
-            rej.append({k: res[k] for k in ("file", "dataset", "reason", "detail")})
-            continue
-        r = info[res["file"]]
-        ident = getattr(r, "identity", None)
-        ident = int(ident) if ident is not None and not pd.isna(ident) else None
-        if res["dataset"] == "celeba":
-            split = id_split.get(ident, "train") if ident is not None else "train"
-        else:
-            split = str(getattr(r, "orig_split", "") or "train")
-        ext_index = getattr(r, "face_extent_px", None)
-        rows.append({
-            "name": res["name"], "dataset": res["dataset"], "split": split,
-            "identity": ident, "file": res["file"], "score": res["score"], "det_size": res["det_size"],
-            "extent_px": round(res["extent_px"], 1), "face_extent_px": ext_index,
-            "n_faces": res["n_faces"], "black_frac": res["black_frac"], "notes": res["notes"],
-        })
-        lms.append(res["landmarks"])
-        gts.append(res["gt"])
-        ms.append(res["M"])
-    faces = pd.DataFrame(rows, columns=["name", "dataset", "split", "identity", "file", "score", "det_size",
-                                        "extent_px", "face_extent_px", "n_faces", "black_frac", "notes"])
-    faces["identity"] = faces["identity"].astype("Int64")
-    # helen50: the first n kept Helen test faces in file-name order
-    faces["helen50"] = False
-    ht = faces[(faces.dataset == "helen") & (faces.split == "test")].sort_values("name")
-    faces.loc[ht.index[: int(cfg["helen50_n"])], "helen50"] = True
-    rejects = pd.DataFrame(rej, columns=["file", "dataset", "reason", "detail"])
-
-    out_root.mkdir(parents=True, exist_ok=True)
-    write_csv(out_root / "faces.csv", faces)
-    write_csv(out_root / "rejects.csv", rejects)
-    keys = np.array([f"{d}/{n}" for d, n in zip(faces.dataset, faces.name)])
-    with atomic_path(out_root / "landmarks.npz") as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, keys=keys,
-                     detected=np.stack(lms) if lms else np.zeros((0, 68, 2), np.float32),
-                     gt=np.stack(gts) if gts else np.zeros((0, 68, 2), np.float32),
-                     M=np.stack(ms) if ms else np.zeros((0, 2, 3), np.float32))
-    from fsrlib.io import write_manifest
-
-    write_manifest(out_root)  # what later stages depend on (one file, content hashes)
-    return faces, rejects
-
-
+# ====================================================================== the stage's outputs
 def read_faces(faces_root="data/faces"):
     """``faces.csv`` as a DataFrame; names and files stay strings (CelebA's "000114" would
     otherwise become the integer 114 and its image path would break)."""
-    import pandas as pd
-
     return pd.read_csv(Path(faces_root) / "faces.csv", dtype={"name": str, "file": str})
 
 

@@ -11,12 +11,12 @@ Augmentation (``augment`` dict, or None for none), applied in this order:
   ``round(128 / r)`` square crop resized back to 128 (MATLAB bicubic), labels with
   nearest; the LR and upsampled LR are then **regenerated online** from the augmented HR
   with the stage's uint8 MATLAB imresize. (Per item this uses the numpy
-  :func:`fsrlib.data.degrade.imresize`; :func:`fsrlib.data.degrade.imresize_torch` with
+  :func:`fsrlib.imresize.imresize`; :func:`fsrlib.imresize.imresize_torch` with
   ``quantize=True`` gives the same numbers — tested — and is the one to use batched on a
   GPU; per 128-px item on a busy 2-core CPU torch's thread pool made it 20x slower);
 * ``hflip: true`` (or a probability, default 0.5 when true) — all maps flipped; label
   classes l/r swapped (so ``parts11``'s l/r channels swap, see
-  :data:`fsrlib.parsing.labels.PARTS11_FLIP`). Stored LR maps are flipped too (MATLAB
+  :data:`fsrlib.labels.PARTS11_FLIP`). Stored LR maps are flipped too (MATLAB
   imresize commutes with a horizontal flip: symmetric kernel and boundary);
 * ``rot90: true`` — k x 90 degrees, k uniform in {0, 1, 2, 3} (off by default, as in
   SPARNet's released code); label classes are *not* swapped.
@@ -40,19 +40,26 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
-__all__ = ["FaceSRDataset", "ALL_KEYS", "LABEL_KEYS"]
+from ..imresize import imresize
+from ..io import read_u8
+from ..labels import flip_labels, parts11, regions4, skin_lr
+from .align import load_landmarks, read_faces
+from .degrade import blind_degrade
+
+__all__ = ["FaceSRDataset", "ALL_KEYS", "LABEL_KEYS", "to_tensor"]
 
 ALL_KEYS = ("hr", "lr", "lr_up", "labels", "skin", "skin_lr", "parts11", "regions", "landmarks", "landmarks_gt")
 LABEL_KEYS = ("labels", "skin", "skin_lr", "parts11", "regions")
 
 
-def _read_u8(path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB") if im.mode != "L" else im)
+def to_tensor(img_u8) -> torch.Tensor:
+    """HxWxC uint8 -> CxHxW float32 in [0, 1] (the dataset's image tensors)."""
+    # numpy arithmetic: per-item tensors are small, and torch's intra-op thread pool
+    # costs more than the work in a busy main process
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(img_u8).transpose(2, 0, 1), dtype=np.float32) / 255.0)
 
 
 class FaceSRDataset(Dataset):
@@ -65,8 +72,6 @@ class FaceSRDataset(Dataset):
     def __init__(self, root="data", dataset: str | Sequence[str] = "celeba", split: str = "train", scale: int = 8,
                  keys: Sequence[str] = ("hr", "lr", "lr_up"), augment: dict | None = None, limit: int | None = None,
                  seed: int = 0, degradation: str = "bicubic", lr_source: str = "disk", hr_size: int = 128):
-        from .align import read_faces
-
         self.root = Path(root)
         self.scale = int(scale)
         self.hr_size = int(hr_size)
@@ -128,37 +133,22 @@ class FaceSRDataset(Dataset):
 
     def _landmarks(self):
         if self._lm is None:
-            from fsrlib.data.align import load_landmarks
-
             self._lm = load_landmarks(self.root / "faces")
         return self._lm
 
-    @staticmethod
-    def _t(img_u8):
-        import torch
-
-        # numpy arithmetic: per-item tensors are small, and torch's intra-op thread pool
-        # costs more than the work in a busy main process
-        return torch.from_numpy(np.ascontiguousarray(np.asarray(img_u8).transpose(2, 0, 1), dtype=np.float32) / 255.0)
-
     # ------------------------------------------------------------------ item
     def __getitem__(self, i: int) -> dict:
-        import torch
-
-        from fsrlib.data.degrade import blind_degrade, imresize
-        from fsrlib.parsing.labels import flip_labels, parts11, regions4, skin_lr
-
         r = self.df.iloc[int(i)]
         rng = np.random.default_rng([self.seed, self.epoch, int(i)])
         need_labels = any(k in self.keys for k in LABEL_KEYS)
         need_lr = any(k in self.keys for k in ("lr", "lr_up"))
-        hr = _read_u8(self._path("hr", r))
+        hr = read_u8(self._path("hr", r))
         lab = None
         if need_labels:
             p = self._path("labels", r)
             if not p.exists():
                 raise FileNotFoundError(f"{p} is missing: run the parse stage first")
-            lab = _read_u8(p)
+            lab = read_u8(p)
         online = self.lr_source == "online" or self.degradation != "bicubic"
         lr = lr_up = None
         if need_lr and not online:
@@ -166,7 +156,7 @@ class FaceSRDataset(Dataset):
                 if not self._path(k, r).exists():
                     raise FileNotFoundError(f"{self._path(k, r)} is missing: run the degrade stage for x{self.scale} "
                                             f"(or use lr_source='online')")
-            lr, lr_up = _read_u8(self._path("lr", r)), _read_u8(self._path("lr_up", r))
+            lr, lr_up = read_u8(self._path("lr", r)), read_u8(self._path("lr_up", r))
 
         # --- rescale (SPARNet): random zoom, LR regenerated online
         resc = self.augment.get("rescale")
@@ -204,23 +194,23 @@ class FaceSRDataset(Dataset):
                     lr, lr_up = np.rot90(lr, k), np.rot90(lr_up, k)
 
         out: dict = {"name": str(r["name"]), "dataset": str(r["dataset"]), "split": str(r["split"])}
-        hr_t = self._t(hr)
+        hr_t = to_tensor(hr)
         if "hr" in self.keys:
             out["hr"] = hr_t
         if need_lr:
             n = self.hr_size // self.scale
             if self.degradation != "bicubic":
                 res = blind_degrade(np.ascontiguousarray(hr), rng, preset=self.degradation.split("-", 1)[1])
-                lr_up_t = self._t(res["lr_up"])
-                lr_t = self._t(imresize(res["lr_up"], output_shape=(n, n)))
+                lr_up_t = to_tensor(res["lr_up"])
+                lr_t = to_tensor(imresize(res["lr_up"], output_shape=(n, n)))
                 if "hr" in self.keys and res["params"].get("gray"):
-                    out["hr"] = self._t(res["hr"])
+                    out["hr"] = to_tensor(res["hr"])
             elif online:
                 lr_u8 = imresize(np.ascontiguousarray(hr), output_shape=(n, n))
-                lr_t = self._t(lr_u8)
-                lr_up_t = self._t(imresize(lr_u8, output_shape=(self.hr_size, self.hr_size)))
+                lr_t = to_tensor(lr_u8)
+                lr_up_t = to_tensor(imresize(lr_u8, output_shape=(self.hr_size, self.hr_size)))
             else:
-                lr_t, lr_up_t = self._t(lr), self._t(lr_up)
+                lr_t, lr_up_t = to_tensor(lr), to_tensor(lr_up)
             if "lr" in self.keys:
                 out["lr"] = lr_t
             if "lr_up" in self.keys:

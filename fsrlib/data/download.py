@@ -36,8 +36,12 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
 
-from fsrlib.io import OfflineError, cache_dir, fetch, sha256sum, write_csv, write_json
+from ..io import ChecksumError, OfflineError, cache_dir, fetch, sha256sum, write_csv, write_json
+from .align import read_pts
 
 __all__ = ["SOURCES", "MIRROR_HINT", "resolve_mirror", "fetch_raw", "verify_raw", "build_raw_index",
            "write_manifest"]
@@ -154,10 +158,8 @@ def _fetch_checked(name: str, spec: dict, dest: Path, progress: bool = True) -> 
     return path, f"sha256 {digest} (recorded at first download: no published checksum)"
 
 
-def write_manifest(root) -> "pd.DataFrame":  # noqa: F821
+def write_manifest(root) -> pd.DataFrame:
     """MANIFEST.csv: file (relative, posix), bytes, sha256 of every data file under ``root``."""
-    import pandas as pd
-
     root = Path(root)
     rows = []
     for p in sorted(root.rglob("*")):
@@ -186,8 +188,6 @@ def fetch_raw(dest="data/raw", source: str = "mirror", mirror=None, datasets=("c
     ``source="mirror"`` copies the mirror's ``celeba/`` and ``helen/`` (``mirror`` or
     ``$FSR_DATA_MIRROR``); ``source="public"`` downloads the public archives. With no mirror
     and no network an :class:`OfflineError` says how to point at a mirror."""
-    from tqdm import tqdm
-
     dest = Path(dest)
     datasets = tuple(datasets)
     sources: dict = {"source": source, "datasets": list(datasets), "parts": {}}
@@ -232,9 +232,6 @@ def _dl_dir(ds: str) -> Path:
 
 
 def _public_celeba(dest: Path, progress: bool) -> dict:
-    import pandas as pd
-    from PIL import Image
-
     files = SOURCES["celeba"]["files"]
     info = {}
     for name in ("identity_CelebA.txt", "list_landmarks_celeba.txt"):
@@ -279,11 +276,6 @@ def _public_celeba(dest: Path, progress: bool) -> dict:
 
 
 def _public_helen(dest: Path, progress: bool) -> dict:
-    import pandas as pd
-    from PIL import Image
-
-    from fsrlib.data.align import read_pts
-
     z, how = _fetch_checked("helen/helen.zip", SOURCES["helen"]["files"]["helen.zip"],
                             _dl_dir("helen") / "helen.zip", progress)
     with zipfile.ZipFile(z) as zf:
@@ -312,10 +304,6 @@ def _public_helen(dest: Path, progress: bool) -> dict:
 
 
 def _public_ffhq(dest: Path, progress: bool, limit: int | None) -> dict:
-    import pandas as pd
-
-    from fsrlib.io import fetch as _fetch
-
     j, how = _fetch_checked("ffhq/ffhq-dataset-v2.json", SOURCES["ffhq"]["files"]["ffhq-dataset-v2.json"],
                             _dl_dir("ffhq") / "ffhq-dataset-v2.json", progress)
     meta = json.loads(Path(j).read_text())
@@ -326,7 +314,7 @@ def _public_ffhq(dest: Path, progress: bool, limit: int | None) -> dict:
     for k, v in items:
         spec = v["image"]
         out = dest / "ffhq" / "images" / Path(spec["file_path"]).name
-        _fetch(spec["file_url"], out, md5=spec["file_md5"], what=f"ffhq {k}", progress=False, offline_hint=MIRROR_HINT)
+        fetch(spec["file_url"], out, md5=spec["file_md5"], what=f"ffhq {k}", progress=False, offline_hint=MIRROR_HINT)
         rows.append({"file": out.name, "orig_width": 1024, "orig_height": 1024, "face_extent_px": np.nan})
     write_csv(dest / "ffhq" / "index.csv", pd.DataFrame(rows))
     return {"from": "public", "checksums": {"ffhq-dataset-v2.json": how, "images": "md5 per image from the JSON"},
@@ -338,10 +326,6 @@ def verify_raw(root="data/raw", check: bool = True):
     """Re-check MANIFEST.csv (every file present with its size and sha256) and return the
     raw index DataFrame: file (relative to ``root``), dataset, orig_split, identity,
     face_extent_px, has_pts."""
-    import pandas as pd
-
-    from fsrlib.io import ChecksumError
-
     root = Path(root)
     man_path = root / "MANIFEST.csv"
     if not man_path.exists():
@@ -362,8 +346,6 @@ def verify_raw(root="data/raw", check: bool = True):
 
 
 def build_raw_index(root="data/raw"):
-    import pandas as pd
-
     root = Path(root)
     parts = []
     cel = root / "celeba" / "identity.csv"

@@ -4,27 +4,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from ..labels import colorize, overlay
+from .align import load_landmarks, read_faces, template_points
 
 __all__ = ["image_grid", "show_faces_with_landmarks", "show_lr_hr", "show_parsing", "counts_table"]
 
 
-def _plt():
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _as_uint8(img) -> np.ndarray:
-    try:
-        import torch
-
-        if torch.is_tensor(img):
-            img = img.detach().cpu().numpy()
-            if img.ndim == 3 and img.shape[0] in (1, 3):
-                img = img.transpose(1, 2, 0)
-    except ImportError:  # pragma: no cover
-        pass
+    if torch.is_tensor(img):
+        img = img.detach().cpu().numpy()
+        if img.ndim == 3 and img.shape[0] in (1, 3):
+            img = img.transpose(1, 2, 0)
     img = np.asarray(img)
     if img.dtype != np.uint8:
         img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
@@ -37,7 +33,6 @@ def image_grid(images: Sequence, titles: Sequence[str] | None = None, ncols: int
                landmarks: Sequence | None = None, path=None, suptitle: str | None = None):
     """A grid of images (uint8 HxWx3, float [0,1], or CHW tensors), optional titles and
     landmark points. Saves to ``path`` when given; returns the figure."""
-    plt = _plt()
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = max(1, int(np.ceil(n / ncols)))
@@ -67,15 +62,10 @@ def show_faces_with_landmarks(faces_root="data/faces", faces=None, n: int = 16, 
                               show_gt: bool = True, template: bool = True, **kw):
     """Sample crops with their detected landmarks (green), Helen ground truth (red) and the
     template key points (cyan crosses)."""
-    from PIL import Image
-
-    from fsrlib.data.align import load_landmarks, read_faces, template_points
-
     faces_root = Path(faces_root)
     df = read_faces(faces_root) if faces is None else faces
     df = df.sample(min(n, len(df)), random_state=seed) if len(df) > n else df
     lms = load_landmarks(faces_root)
-    plt = _plt()
     ncols = min(8, len(df))
     nrows = int(np.ceil(len(df) / max(ncols, 1)))
     fig, axes = plt.subplots(nrows, ncols, figsize=(1.8 * ncols, 1.9 * nrows), squeeze=False)
@@ -99,7 +89,6 @@ def show_faces_with_landmarks(faces_root="data/faces", faces=None, n: int = 16, 
 
 def show_lr_hr(hr, lrs: dict, ups: dict | None = None, title: str | None = None):
     """One HR face, its LR per scale (shown at LR size, nearest) and the upsampled LR."""
-    plt = _plt()
     scales = sorted(lrs)
     ncols = 1 + len(scales) * (2 if ups else 1)
     fig, axes = plt.subplots(1, ncols, figsize=(1.9 * ncols, 2.1), squeeze=False)
@@ -126,9 +115,6 @@ def show_lr_hr(hr, lrs: dict, ups: dict | None = None, title: str | None = None)
 
 def show_parsing(images: Sequence, labels: Sequence, alpha: float = 0.5, ncols: int = 6, titles=None):
     """Image, colour-coded 19-class labels, and their overlay, per face."""
-    from fsrlib.parsing.labels import colorize, overlay
-
-    plt = _plt()
     n = len(images)
     fig, axes = plt.subplots(n, 3, figsize=(5.4, 1.8 * n), squeeze=False)
     for i in range(n):
@@ -145,8 +131,6 @@ def show_parsing(images: Sequence, labels: Sequence, alpha: float = 0.5, ncols: 
 
 def counts_table(faces, rejects=None):
     """Counts per dataset/split (and per reject reason) as DataFrames."""
-    import pandas as pd
-
     kept = faces.groupby(["dataset", "split"]).size().rename("kept").reset_index()
     if "helen50" in faces.columns:
         h50 = int(faces["helen50"].astype(bool).sum())

@@ -51,12 +51,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import dlib
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn as nn
+from tqdm.auto import tqdm
 
-from fsrlib import dlib_models
-from fsrlib.metrics.image import MetricInfo, quantize
+from .. import dlib_models
+from .image import MetricInfo, quantize
 
 __all__ = [
     "LEFT_EYE_OUTER", "RIGHT_EYE_OUTER", "FACE_METRICS", "to_uint8_list", "detect_face",
@@ -98,9 +101,7 @@ def to_uint8_list(x) -> list[np.ndarray]:
     return [np.ascontiguousarray(a) for a in q]
 
 
-def _rect(box) -> "dlib.rectangle":  # noqa: F821
-    import dlib
-
+def _rect(box) -> dlib.rectangle:
     if isinstance(box, dlib.rectangle):
         return box
     l, t, r, b = (int(round(float(v))) for v in box)
@@ -118,8 +119,6 @@ class _Models:
     68-point shape predictor is read-only and shared.) Instances are pooled, not reloaded."""
 
     def __init__(self):
-        import dlib
-
         self.det = dlib.get_frontal_face_detector()
         self.rec = dlib.face_recognition_model_v1(str(dlib_models.model_path(dlib_models.FACE_REC)))
 
@@ -505,8 +504,6 @@ def analyze_faces(sr, hr, rects: Sequence | None = None, detect_on: str = "hr", 
     depend on it. ``hr_cache``: a dict kept by the caller across calls on the same HR images
     (e.g. one per stage over many runs): the HR half (detection, shape, descriptor) is computed
     once per HR image and settings, keyed by a hash of the pixels."""
-    from tqdm.auto import tqdm
-
     if detect_on not in ("hr", "each"):
         raise ValueError("detect_on must be 'hr' or 'each'")
     ok, reason = dlib_models.available()
@@ -573,8 +570,6 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
     ``analysis``: the :func:`analyze_faces` result of these very images, to reuse it (then
     ``rects``, ``detect_on``, ``upsample``, ``num_jitters`` are not used). ``hr_cache``: see
     :func:`analyze_faces`."""
-    import pandas as pd
-
     n_img = _count(hr)
     if _count(sr) != n_img:
         raise ValueError(f"{_count(sr)} SR vs {n_img} HR images")

@@ -52,16 +52,21 @@ import functools
 import hashlib
 import inspect
 import math
+import importlib.util
 import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+from unittest import mock
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
-from fsrlib.registry import METRICS
+from ..io import OfflineError, fetch
+from ..registry import METRICS
 
 __all__ = [
     "MetricInfo", "Metric", "PSNR", "SSIM", "PSNR_RGB", "SSIM_RGB", "LPIPS", "VIF", "FID",
@@ -390,8 +395,6 @@ def _resolve_weights(url: str, explicit: str | Path | None, offline: bool, what:
             if offline:
                 return None, (f"{what} weights not on this machine (offline=true): expected {p} "
                               f"(from {url}); put the file there or pass its path")
-            from fsrlib.io import OfflineError, fetch
-
             try:
                 fetch(url, p, what=what, timeout=timeout)
             except OfflineError as e:
@@ -485,8 +488,6 @@ class LPIPS(Metric):
 
 def _lpips_dir() -> Path:
     """The lpips package folder, found without importing it (importing costs torchvision)."""
-    import importlib.util
-
     spec = importlib.util.find_spec("lpips")
     if spec is None or not spec.submodule_search_locations:
         return Path("/nonexistent/lpips (pip install lpips)")
@@ -608,7 +609,6 @@ FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fi
 
 @functools.lru_cache(maxsize=2)
 def _fid_model(weights: str, dims: int, device: str):
-    from unittest import mock
 
     import pytorch_fid.inception as inc
 
@@ -733,9 +733,6 @@ def evaluate_images(sr, hr, metrics: Sequence[str | Mapping | Metric] = ("psnr",
     * ``missing``: ``{metric: reason}``; a metric is missing when its weights are absent, or
       (PSNR) when some SR image equals its HR so that the mean is infinite.
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
     sr_t, hr_t = _as_nchw(sr), _as_nchw(hr)
     if sr_t.shape != hr_t.shape:
         raise ValueError(f"SR and HR shapes differ: {tuple(sr_t.shape)} vs {tuple(hr_t.shape)}")

@@ -398,7 +398,7 @@ def apply_spectral_norm(module: nn.Module) -> nn.Module:
 
 def bicubic_up(x: torch.Tensor, scale: int) -> torch.Tensor:
     """Differentiable torch bicubic upsampling (a=-0.75, PyTorch's kernel). Only for
-    *inside* a model; data-side upsampling uses :func:`fsrlib.data.degrade.imresize`."""
+    *inside* a model; data-side upsampling uses :func:`fsrlib.imresize.imresize`."""
     return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
 
 

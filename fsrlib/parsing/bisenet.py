@@ -39,8 +39,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
 
-from fsrlib.io import OfflineError, cache_dir, fetch, sha256sum, write_json
+from ..io import OfflineError, cache_dir, fetch, sha256sum, write_json
 
 __all__ = ["BiSeNet", "BiSeNetParser", "WEIGHTS", "load_bisenet_weights", "preprocess", "IMAGENET_MEAN",
            "IMAGENET_STD", "official_key_shapes"]
@@ -286,8 +287,6 @@ def load_state_dict_official(model: BiSeNet, state: dict) -> None:
 # ====================================================================== preprocessing + parser
 def preprocess(images_uint8) -> torch.Tensor:
     """(N, H, W, 3) or (H, W, 3) uint8 -> (N, 3, 512, 512) float, as the official test.py."""
-    from PIL import Image
-
     arr = np.asarray(images_uint8)
     if arr.ndim == 3:
         arr = arr[None]

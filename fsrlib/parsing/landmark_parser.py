@@ -1,5 +1,5 @@
 """A parser that needs no network: the dlib 68 landmarks rasterised into the 19-class
-CelebAMask-HQ label space (:mod:`fsrlib.parsing.labels`).
+CelebAMask-HQ label space (:mod:`fsrlib.labels`).
 
 What it draws (later ones over earlier ones), with ``D`` = distance between the eye centres
 and ``up`` = the unit vector from the mouth centre to the eyes' midpoint:
@@ -14,7 +14,7 @@ and ``up`` = the unit vector from the mouth centre to the eyes' midpoint:
 5. ``u_lip`` (12), ``l_lip`` (13): between the outer (49-60) and inner (61-68) lip lines;
 6. ``mouth`` (11): inside the inner lip line.
 
-``l_`` is the image-left side (:data:`fsrlib.parsing.labels.L_IS_IMAGE_LEFT`).
+``l_`` is the image-left side (:data:`fsrlib.labels.L_IS_IMAGE_LEFT`).
 
 Limits (documented deviation from BiSeNet): no hair, neck, ears, earrings, glasses, hat,
 cloth (all background); the forehead height is a fixed proportion and ignores the hair
@@ -24,9 +24,10 @@ maps matter most for FSR priors (eyes, brows, nose, lips) as far as the landmark
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
-from fsrlib.parsing.labels import class_index
+from ..labels import class_index
 
 __all__ = ["LandmarkParser", "rasterize_landmarks"]
 
@@ -35,8 +36,6 @@ _S = float(1 << _SHIFT)
 
 
 def _poly(img, pts, value):
-    import cv2
-
     p = np.round(np.asarray(pts, np.float64) * _S).astype(np.int32).reshape(-1, 1, 2)
     cv2.fillPoly(img, [p], int(value), lineType=cv2.LINE_8, shift=_SHIFT)
 
@@ -44,8 +43,6 @@ def _poly(img, pts, value):
 def rasterize_landmarks(lm68, size: int | tuple[int, int] = 128, forehead_raise: float = 0.6,
                         brow_thickness: float = 0.12, nose_width: float = 0.12) -> np.ndarray:
     """(68, 2) landmarks (pixel-centre coordinates) -> (H, W) uint8 labels."""
-    import cv2
-
     h, w = (size, size) if np.isscalar(size) else size
     lm = np.asarray(lm68, np.float64)
     if lm.shape != (68, 2) or not np.isfinite(lm).all():

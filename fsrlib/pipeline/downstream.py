@@ -14,10 +14,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
+from PIL import Image
 
-from ..config import load_and_validate, run_key
-from .evaluate import TESTSET_SPLITS
+from ..config import all_runs, load_and_validate, run_key
+from ..data.align import load_landmarks, read_faces
+from ..io import write_csv, write_json
+from ..metrics.face import FACE_METRICS, evaluate_downstream
+from ..report.figures import ced_curve, identity_threshold_curve
+from .evaluate import TESTSET_SPLITS, protocol
 
 
 #: how the downstream numbers were measured (recorded in every downstream.json)
@@ -38,8 +45,6 @@ def score_downstream(sr, hr, dcfg: Mapping, identities=None, gt_landmarks=None, 
     """:func:`fsrlib.metrics.face.evaluate_downstream` with the params ``downstream`` section's
     settings; returns ``(per_image, aggregate, missing, metric_info)``. ``hr_cache``: see
     :func:`fsrlib.metrics.face.analyze_faces` (reuse the HR half across runs)."""
-    from ..metrics.face import FACE_METRICS, evaluate_downstream
-
     per, agg, missing = evaluate_downstream(
         sr, hr, identities=identities, gt_landmarks=gt_landmarks, names=names,
         identity=bool(dcfg.get("identity", True)), landmarks=bool(dcfg.get("landmarks", True)),
@@ -50,8 +55,6 @@ def score_downstream(sr, hr, dcfg: Mapping, identities=None, gt_landmarks=None, 
 
 
 def _load_pairs(faces_df, testset: str, sr_dir: Path | None, faces_root: Path, limit: int | None):
-    from PIL import Image
-
     ds, split = TESTSET_SPLITS[testset]
     df = faces_df[faces_df.dataset == ds]
     df = df[df.helen50.astype(bool)] if split == "helen50" else df[df.split == split]
@@ -72,11 +75,7 @@ def downstream_run(params_path: str | Path, run: str, testsets: Sequence[str] | 
     """Downstream measures of one run (or ``hr-x{s}``: HR against itself). Pass the same
     ``hr_cache`` dict to every run of a stage: the HR faces are then analysed once, not once per
     run (the numbers do not change; it halves the stage's time)."""
-    from ..data.align import load_landmarks, read_faces
-    from ..io import write_csv, write_json
-    from .evaluate import protocol
-
-    params = load_and_validate(params_path, check_models=False)
+    params = load_and_validate(params_path)
     dcfg = params.get("downstream") or {}
     tr = params.get("train") or {}
     data_root, results_root = Path(data_root), Path(results_root)
@@ -111,8 +110,6 @@ def downstream_run(params_path: str | Path, run: str, testsets: Sequence[str] | 
 def downstream_runs(params: Mapping) -> list[str]:
     """The runs the downstream stage measures: ``downstream.runs`` (run keys, or ``all``)
     at every scale they were trained at, plus the ``hr-x{s}`` rows."""
-    from ..config import all_runs
-
     want = (params.get("downstream") or {}).get("runs", "all")
     runs = [r for r in all_runs(params) if want == "all" or run_key(r) in want]
     runs = [r for r in runs if run_key(r) != "parsingnet"]
@@ -122,8 +119,6 @@ def downstream_runs(params: Mapping) -> list[str]:
 
 def write_summary(rows: Mapping[tuple[str, str], Mapping], path: str | Path = "metrics/downstream.json") -> Path:
     """``{run: {testset: {metric: value}}}`` for ``dvc metrics show``."""
-    from ..io import write_json
-
     out: dict = {}
     for (run, ts), m in rows.items():
         out.setdefault(run, {})[ts] = dict(m)
@@ -131,8 +126,6 @@ def write_summary(rows: Mapping[tuple[str, str], Mapping], path: str | Path = "m
 
 
 def _per_image(params: Mapping, testset: str, column: str, out_root: str | Path = "downstream") -> dict:
-    import pandas as pd
-
     vals = {}
     for run in downstream_runs(params):
         p = Path(out_root) / run / testset / "downstream_per_image.csv"
@@ -145,8 +138,6 @@ def _per_image(params: Mapping, testset: str, column: str, out_root: str | Path 
 
 def plot_identity_thresholds(params: Mapping, testset: str, out: str | Path | None = None):
     """W-Net Fig. 6: fraction of faces whose SR-HR identity similarity exceeds a threshold."""
-    from ..report.figures import identity_threshold_curve
-
     path = Path(out or f"/tmp/identity_{testset}.png")
     identity_threshold_curve(_per_image(params, testset, "identity_cos"), path, title=f"identity similarity, {testset}")
     return _show(path)
@@ -154,16 +145,12 @@ def plot_identity_thresholds(params: Mapping, testset: str, out: str | Path | No
 
 def plot_ced(params: Mapping, testset: str, out: str | Path | None = None):
     """SPARNet Fig. 5b: cumulative error distribution of the landmark NME (SR vs HR)."""
-    from ..report.figures import ced_curve
-
     path = Path(out or f"/tmp/ced_{testset}.png")
     ced_curve(_per_image(params, testset, "lmk_nme_io"), path, title=f"landmark CED (NME, inter-ocular), {testset}")
     return _show(path)
 
 
 def _show(path: Path):
-    import matplotlib.pyplot as plt
-
     fig = plt.figure(figsize=(6, 4))
     plt.imshow(plt.imread(path))
     plt.axis("off")

@@ -12,18 +12,23 @@ import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from ..config import TESTSETS, load_and_validate, run_key
+from ..data.datasets import FaceSRDataset
+from ..inference import RunPredictor, input_key, resolve_device
+from ..io import save_image, write_csv, write_json
+from ..metrics.image import describe_metrics, evaluate_images
 
 #: test set name -> (dataset, split) of :class:`fsrlib.data.datasets.FaceSRDataset`
 TESTSET_SPLITS = {"celeba_test": ("celeba", "test"), "helen_test": ("helen", "test"), "helen50": ("helen", "helen50")}
 assert set(TESTSET_SPLITS) == set(TESTSETS)
-
-
-def _device(d):
-    return ("cuda" if torch.cuda.is_available() else "cpu") if d in (None, "auto") else d
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -34,9 +39,6 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def predict(predictor, dataset, batch_size: int = 16, device: str = "cpu", keys=("sr",), progress: bool = True):
     """Run ``predictor.maps`` over a dataset; returns ``{key: (N, ...) cpu tensor}`` and the names."""
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
     outs: dict[str, list] = {k: [] for k in keys}
     names, dsets = [], []
     for batch in tqdm(DataLoader(dataset, batch_size=batch_size, shuffle=False), desc="predict", disable=not progress,
@@ -100,9 +102,6 @@ def score_sr(predictor, ds, ev: Mapping, device: str = "cpu", sr_dir: Path | Non
     ``evaluate`` section's metrics; SR saved as ``sr_dir/{dataset}/{name}.png`` when ``sr_dir``
     (the first ``max_saved`` faces in the data set's order when given: every face is scored).
     Returns ``(per_image, aggregate, missing, metric_info, sr_uint8 (N,H,W,3))``."""
-    from ..io import save_image
-    from ..metrics.image import describe_metrics, evaluate_images
-
     metrics, crop, offline = metric_settings(ev)
     maps, names, dsets = predict(predictor, ds, int(ev.get("batch_size", 16)), device, ("sr",), progress)
     sr = maps["sr"].clamp(0, 1)
@@ -130,17 +129,11 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
                  data_root: str | Path = "data", results_root: str | Path = "results", progress: bool = True) -> dict:
     """Evaluate one trained run on the test sets of ``evaluate.testsets``; returns
     ``{testset: metrics.json content}``."""
-    import pandas as pd
-
-    from ..data.datasets import FaceSRDataset
-    from ..io import write_csv, write_json
-    from ..train.recipes import RunPredictor, input_key
-
-    params = load_and_validate(params_path, check_models=False)
+    params = load_and_validate(params_path)
     ev = params.get("evaluate") or {}
     tr = params.get("train") or {}
     runs_root, data_root, results_root = Path(tr.get("runs_root", "runs")), Path(data_root), Path(results_root)
-    device = _device(device or ev.get("device"))
+    device = resolve_device(device or ev.get("device"))
     torch.set_num_threads(int(tr.get("threads") or torch.get_num_threads()))
     predictor = RunPredictor.from_run(run, runs_root, device)
     model = predictor.model
@@ -181,18 +174,12 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
 def write_run_summary(run: str, res: Mapping[str, Mapping], out_root: str | Path = "metrics") -> Path:
     """``metrics/{run}.json``: ``{testset: {metric: value}}``, what ``dvc metrics show`` and
     ``dvc exp show`` compare (the full records stay in results/)."""
-    from ..io import write_json
-
     return write_json(Path(out_root) / f"{run}.json", {ts: r["metrics"] for ts, r in res.items()})
 
 
 def show_examples(run: str, testset: str, n: int = 6, results_root: str | Path = "results",
                   data_root: str | Path = "data"):
     """A figure: rows = LR (nearest-upscaled) | SR | HR | |SR - HR| for ``n`` faces."""
-    import matplotlib.pyplot as plt
-    import pandas as pd
-    from PIL import Image
-
     per = pd.read_csv(Path(results_root) / run / testset / "per_image.csv", dtype={"name": str})
     scale = int(run.rsplit("-x", 1)[1])
     rows = per.head(n)

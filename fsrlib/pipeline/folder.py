@@ -4,7 +4,7 @@ folder of face photos, with one trained checkpoint.
 ``evaluate_folder(dir, method, scale, checkpoint)`` runs the very code of the stages, with the
 sections of ``params.yaml`` when that file exists (otherwise each stage's defaults):
 
-* **prepare** (:func:`fsrlib.data.align.prepare`, params ``prepare``): every image file at the
+* **prepare** (:func:`fsrlib.pipeline.prepare.prepare`, params ``prepare``): every image file at the
   top level of ``dir`` (``.jpg .jpeg .png .bmp .tif .tiff .webp .gif .ppm .pgm .pnm``; sub-folders
   are not searched) is read with the project's rules, its largest face detected (dlib HOG),
   landmarked (68 points) and aligned to the 128x128 template. A ``NAME.pts`` file (300-W, 68
@@ -12,7 +12,7 @@ sections of ``params.yaml`` when that file exists (otherwise each stage's defaul
   for the landmark error against the truth, and, with ``helen_gt_fallback``, to align a face
   dlib misses. Images without a usable face (unreadable, transparent, grayscale, too small, no
   face, out of frame; two files with one name stem: ``duplicate_name``) go to ``rejects.csv``;
-* **degrade** (:func:`fsrlib.data.degrade.degrade_all`, params ``degrade``): MATLAB ``imresize``
+* **degrade** (:func:`fsrlib.pipeline.degrade.degrade_all`, params ``degrade``): MATLAB ``imresize``
   bicubic LR at the checkpoint's scale, and its bicubic upsampling;
 * **evaluate** (:func:`fsrlib.pipeline.evaluate.score_sr`, params ``evaluate``): the model's SR
   and the metrics of the stage (``evaluate.metrics``, default PSNR / SSIM on BT.601 Y and VIF;
@@ -44,7 +44,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import pandas as pd
+import torch
+
+from ..config import load_and_validate
+from ..data.align import load_landmarks
+from ..data.datasets import to_tensor
+from ..inference import MODEL_FILE_FORMAT, RunPredictor, resolve_device
+from ..io import read_u8, write_csv, write_json
 from ..registry import ConfigError
+from ..settings import stage_settings
+from .degrade import degrade_all
+from .downstream import DOWNSTREAM_PROTOCOL, gt_array, score_downstream
+from .evaluate import degradation_text, metric_settings, score_sr, to_uint8, training_record
+from .prepare import prepare
 
 __all__ = ["evaluate_folder", "resolve_checkpoint", "load_predictor", "Checkpoint", "UnusableInput", "NoFaceError",
            "IMAGE_EXTS", "DATASET", "load_params_if_present"]
@@ -90,10 +103,6 @@ def resolve_checkpoint(checkpoint: str | Path | None, method: str, scale: int, r
     (``runs_root/<method>-x<scale>/model.pt``). Raises :class:`FileNotFoundError` (which run to
     train) when it is missing, :class:`ConfigError` when it is not an fsrlib model file or holds
     another method or scale than asked for. Reads the file's metadata only."""
-    import torch
-
-    from ..train.recipes import MODEL_FILE_FORMAT
-
     want_run = f"{method}-x{int(scale)}"
     if checkpoint is None:
         path = Path(runs_root) / want_run / "model.pt"
@@ -131,10 +140,8 @@ def resolve_checkpoint(checkpoint: str | Path | None, method: str, scale: int, r
 
 
 def load_predictor(ck: Checkpoint, device: str):
-    """:class:`fsrlib.train.recipes.RunPredictor` of a checked checkpoint; refuses models that
+    """:class:`fsrlib.inference.RunPredictor` of a checked checkpoint; refuses models that
     cannot super-resolve a face alone (a ParsingNet, a model fed ground-truth maps)."""
-    from ..train.recipes import RunPredictor
-
     if ck.run_config.get("prior_gt"):
         raise ConfigError(f"{ck.path}: run {ck.run} reads the ground-truth map {ck.run_config['prior_gt']!r} "
                           f"(prior_gt) at test time, which a photo does not have; use a run with a learned prior")
@@ -147,11 +154,9 @@ def load_predictor(ck: Checkpoint, device: str):
 
 def load_params_if_present(params_path: str | Path | None) -> dict:
     """The validated params file, or ``{}`` (every stage's defaults) when there is none."""
-    from ..config import load_and_validate
-
     if params_path is None or not Path(params_path).is_file():
         return {}
-    return load_and_validate(params_path, check_models=False)
+    return load_and_validate(params_path)
 
 
 # ====================================================================== the folder
@@ -173,12 +178,10 @@ class _FolderFaces:
         return len(self.names)
 
     def __getitem__(self, i: int) -> dict:
-        from ..data.datasets import FaceSRDataset, _read_u8
-
         n, s = self.names[i], self.scale
         paths = {"hr": self.faces_root / DATASET / f"{n}.png", "lr": self.lr_root / f"x{s}" / DATASET / f"{n}.png",
                  "lr_up": self.lr_root / f"x{s}" / "up" / DATASET / f"{n}.png"}
-        return {**{k: FaceSRDataset._t(_read_u8(v)) for k, v in paths.items()}, "name": n, "dataset": DATASET}
+        return {**{k: to_tensor(read_u8(v)) for k, v in paths.items()}, "name": n, "dataset": DATASET}
 
 
 def evaluate_folder(dir: str | Path, method: str, scale: int, checkpoint: str | Path, out: str | Path | None = None,
@@ -186,16 +189,6 @@ def evaluate_folder(dir: str | Path, method: str, scale: int, checkpoint: str | 
                     progress: bool = True) -> Path:
     """Prepare, degrade, evaluate and downstream-score every face photo of ``dir`` with the
     checkpoint (a model.pt or a run folder); returns the output folder (module docstring)."""
-    import pandas as pd
-    import torch
-
-    from ..data.align import _cfg as prepare_cfg
-    from ..data.align import load_landmarks, prepare
-    from ..data.degrade import degrade_all
-    from ..io import write_csv, write_json
-    from .downstream import DOWNSTREAM_PROTOCOL, gt_array, score_downstream
-    from .evaluate import _device, degradation_text, metric_settings, score_sr, to_uint8, training_record
-
     folder = Path(dir)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder of face photos")
@@ -209,7 +202,7 @@ def evaluate_folder(dir: str | Path, method: str, scale: int, checkpoint: str | 
     if not files:
         raise FileNotFoundError(f"no image files ({' '.join(IMAGE_EXTS)}) at the top level of {folder}")
 
-    device = _device(ev.get("device") if device in (None, "auto") else device)
+    device = resolve_device(ev.get("device") if device in (None, "auto") else device)
     if tr.get("threads"):
         torch.set_num_threads(int(tr["threads"]))
     predictor = load_predictor(ck, device)
@@ -257,7 +250,7 @@ def evaluate_folder(dir: str | Path, method: str, scale: int, checkpoint: str | 
     write_csv(out / "per_image.csv", per)
 
     _, crop, _ = metric_settings(ev)
-    pc = prepare_cfg(pcfg)
+    pc = stage_settings(pcfg, "prepare")
     lms = load_landmarks(out / "faces")
     gts = [lms[f"{DATASET}/{n}"]["gt"] for n in names]
     n_gt = sum(g is not None for g in gts)

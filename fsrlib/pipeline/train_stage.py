@@ -1,31 +1,36 @@
 """The ``train`` stage: one run of params.yaml, trained on the prepared faces.
 
 ``train_run(params_path, run)`` resolves the run's trainer config (:func:`fsrlib.config.run_config`),
-builds the training and validation sets (only the batch keys the run needs), and calls
-:class:`fsrlib.train.trainer.Trainer`. A run folder left by a *different* config (DVC keeps
+validates it (:func:`fsrlib.train.schema.validate_runs`), builds the training and validation sets
+(only the batch keys the run needs), and calls :class:`fsrlib.train.trainer.Trainer`. A run folder left by a *different* config (DVC keeps
 checkpoints between runs so a killed run resumes) is moved to ``runs/_superseded/`` rather
 than deleted or silently resumed: nothing is lost.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
+import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
+from torch.utils.data import default_collate
 
 from .. import losses as _losses  # noqa: F401  (registers the losses)
 from .. import models as _models  # noqa: F401  (registers the model zoo)
 from ..config import dataset_config, load_and_validate, run_config
+from ..data.datasets import FaceSRDataset
+from ..inference import MODEL_FILE_FORMAT, input_key, resolve_device
+from ..io import torch_save, write_json, write_text
+from ..metrics.image import psnr, ssim
+from ..models.common import count_params
 from ..registry import LOSSES, MODELS
-
-
-def resolve_device(device: str | None) -> str:
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+from ..train.live import files_only_live
+from ..train.schema import validate_config, validate_runs
+from ..train.trainer import Trainer
 
 
 def _build_model(cfg: Mapping[str, Any]):
@@ -35,8 +40,6 @@ def _build_model(cfg: Mapping[str, Any]):
 
 def needed_keys(cfg: Mapping[str, Any]) -> set[str]:
     """Batch keys a run reads: the model's input, every loss's target/mask, the prior's input."""
-    from ..train.recipes import input_key
-
     model = _build_model(cfg)
     keys = {input_key(model), "hr"}
     for c in [*(cfg.get("losses") or []), *(cfg.get("d_losses") or [])]:
@@ -60,8 +63,6 @@ def needed_keys(cfg: Mapping[str, Any]) -> set[str]:
 
 def make_datasets(params: Mapping, cfg: Mapping, keys: set[str], data_root: str | Path = "data"):
     """(train_set, val_set) for a run: ``train.train_set``/``val_set`` name ``dataset:split``."""
-    from ..data.datasets import FaceSRDataset
-
     tr = params.get("train") or {}
     dcfg = dataset_config(params, cfg["run"])
 
@@ -78,16 +79,13 @@ def make_datasets(params: Mapping, cfg: Mapping, keys: set[str], data_root: str 
 
 #: what a run's weights depend on besides its config: the train stage's code and data (the
 #: same paths as its DVC deps). A checkpoint from another fingerprint is never resumed.
-FINGERPRINT_PATHS = ("fsrlib/models", "fsrlib/train", "fsrlib/losses.py", "fsrlib/data/datasets.py",
-                     "fsrlib/data/degrade.py", "fsrlib/parsing/labels.py", "data/faces/MANIFEST.md5",
+FINGERPRINT_PATHS = ("fsrlib/models", "fsrlib/train", "fsrlib/losses", "fsrlib/inference.py", "fsrlib/data/datasets.py",
+                     "fsrlib/data/degrade.py", "fsrlib/labels.py", "fsrlib/imresize.py", "data/faces/MANIFEST.md5",
                      "data/lr/x{scale}/MANIFEST.md5", "data/parsing/MANIFEST.md5")
 
 
 def fingerprint(cfg: Mapping, root: str | Path = ".") -> str:
     """sha256 of the run config and the files in :data:`FINGERPRINT_PATHS`."""
-    import hashlib
-    import json
-
     h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
     root = Path(root)
     for rel in FINGERPRINT_PATHS:
@@ -104,8 +102,6 @@ def prepare_run_dir(run_dir: Path, fp: str) -> str | None:
     """Keep a run folder whose checkpoints have this fingerprint (a killed run resumes);
     move any other one to ``runs/_superseded/`` (a new config, code or data starts afresh,
     and nothing is deleted). Returns where an old folder went."""
-    from ..io import write_text
-
     stamp = run_dir / "checkpoints" / "fingerprint.txt"
     moved = None
     if run_dir.exists() and any(run_dir.iterdir()):
@@ -120,8 +116,6 @@ def prepare_run_dir(run_dir: Path, fp: str) -> str | None:
 
 
 def _has_no_weights(cfg) -> bool:
-    from ..models.common import count_params
-
     return count_params(_build_model(cfg)) == 0
 
 
@@ -130,24 +124,16 @@ def export_untrained(cfg: Mapping, runs_root: str | Path = "runs", val_set=None)
     in the trainer's format, so evaluation treats every method the same way. With a
     ``val_set``, its validation PSNR/SSIM (Y) is logged at step 0 in the same dvclive files
     as a trained run's."""
-    from ..io import torch_save, write_json
-    from ..train.recipes import MODEL_FILE_FORMAT, input_key
-    from ..train.trainer import _files_only_live, validate_config
-
     c = validate_config(cfg)
     model = MODELS.build(c["model"])
     run_dir = Path(runs_root) / c["run"]
     final_val = {}
     if val_set is not None:
-        from torch.utils.data import default_collate
-
-        from ..metrics.image import psnr, ssim
-
         batch = default_collate([val_set[i] for i in range(len(val_set))])
         with torch.no_grad():
             sr = model(batch[input_key(model)]).clamp(0, 1)
         final_val = {"psnr": float(psnr(sr, batch["hr"]).mean()), "ssim": float(ssim(sr, batch["hr"]).mean())}
-        live = _files_only_live()(str(run_dir / "dvclive"), report=None, save_dvc_exp=False, dvcyaml=False)
+        live = files_only_live()(str(run_dir / "dvclive"), report=None, save_dvc_exp=False, dvcyaml=False)
         live.step = 0
         for k, v in final_val.items():
             live.log_metric(f"val/{k}", v)
@@ -166,9 +152,7 @@ def export_untrained(cfg: Mapping, runs_root: str | Path = "runs", val_set=None)
 def train_run(params_path: str | Path, run: str, device: str | None = None, data_root: str | Path = "data",
               progress: bool | None = None) -> dict:
     """Train one run of params.yaml; returns the trainer's run.json summary."""
-    from ..train.trainer import Trainer
-
-    params = load_and_validate(params_path)
+    params = validate_runs(load_and_validate(params_path))
     cfg = run_config(params, run)
     tr = params.get("train") or {}
     torch.set_num_threads(int(tr.get("threads") or torch.get_num_threads()))

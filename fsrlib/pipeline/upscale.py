@@ -40,9 +40,18 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
+import torch
 
+from ..data.align import FaceAligner, apply_transform, key_points, similarity_from_points
+from ..data.degrade import degrade
+from ..inference import resolve_device
+from ..io import BadImage, read_image, save_image
 from ..registry import ConfigError
+from ..settings import stage_settings
+from .evaluate import to_uint8
+from .folder import NoFaceError, UnusableInput, load_params_if_present, load_predictor, resolve_checkpoint
 
 __all__ = ["upscale_photo", "paste_face", "feather_mask", "UpscaleResult"]
 
@@ -84,10 +93,6 @@ def paste_face(photo: np.ndarray, face: np.ndarray, m: np.ndarray, mask: np.ndar
     """Blend the crop ``face`` (made with the photo -> crop similarity ``m``) back into
     ``photo`` (HxWx3 uint8, modified in place and returned) through ``mask``
     (:func:`feather_mask` by default). Pixels the mask does not reach are left unchanged."""
-    import cv2
-
-    from ..data.align import apply_transform
-
     size = face.shape[0]
     mask = feather_mask(size) if mask is None else mask
     inv = cv2.invertAffineTransform(np.asarray(m, np.float64))
@@ -114,8 +119,6 @@ def paste_face(photo: np.ndarray, face: np.ndarray, m: np.ndarray, mask: np.ndar
 
 # ====================================================================== side-by-side
 def _label(img: np.ndarray, text: str, band: int = 22) -> np.ndarray:
-    import cv2
-
     out = np.full((img.shape[0] + band, img.shape[1], 3), 255, np.uint8)
     out[band:] = img
     cv2.putText(out, text, (4, band - 7), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
@@ -143,15 +146,11 @@ def _vstack(imgs: list[np.ndarray], gap: int = 8) -> np.ndarray:
 
 
 def _nearest(img: np.ndarray, side: int) -> np.ndarray:
-    import cv2
-
     return cv2.resize(img, (side, side), interpolation=cv2.INTER_NEAREST)
 
 
 def side_by_side(original: np.ndarray, result: np.ndarray, faces: list[dict], method: str, scale: int) -> np.ndarray:
     """original | result, then per face: LR (nearest) | SR | aligned original."""
-    import cv2
-
     h, w = original.shape[:2]
     f = min(1.0, MAX_SIDE / max(h, w))
     if f < 1.0:
@@ -177,16 +176,6 @@ def upscale_photo(photo: str | Path, method: str, scale: int, checkpoint: str | 
     side-by-side image. ``checkpoint``: a model.pt or run folder (default
     ``runs/<method>-x<scale>/model.pt``); ``params_path``: prepare / degrade settings, when the
     file exists (else the defaults)."""
-    import torch
-
-    from ..data.align import FaceAligner, key_points, similarity_from_points
-    from ..data.align import _cfg as prepare_cfg
-    from ..data.degrade import _params as degrade_cfg
-    from ..data.degrade import degrade
-    from ..io import BadImage, read_image, save_image
-    from .evaluate import _device, to_uint8
-    from .folder import NoFaceError, UnusableInput, load_params_if_present, load_predictor, resolve_checkpoint
-
     photo = Path(photo)
     if not photo.is_file():
         raise FileNotFoundError(f"{photo}: no such photo")
@@ -199,14 +188,14 @@ def upscale_photo(photo: str | Path, method: str, scale: int, checkpoint: str | 
     if out.resolve() == photo.resolve():
         raise ConfigError(f"--out {out} would overwrite the input photo")
     side_path = out.with_name(f"{out.stem}_side_by_side{out.suffix}")
-    device = _device(device)
+    device = resolve_device(device)
     predictor = load_predictor(ck, device)
 
     try:
         rgb, _ = read_image(photo)
     except BadImage as e:
         raise UnusableInput(f"{photo}: cannot use this photo ({e})") from e
-    pc, dc = prepare_cfg(params.get("prepare")), degrade_cfg(params.get("degrade"))
+    pc, dc = stage_settings(params.get("prepare"), "prepare"), stage_settings(params.get("degrade"), "degrade")
     aligner = FaceAligner(pc["hr_size"], pc["margin"], pc["detect_max_side"], pc["detect_upsample"])
     faces = aligner.detect_all(rgb)
     if not faces:

@@ -26,19 +26,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
+from PIL import Image
 
 from ..io import atomic_path
-
-try:  # the project's label space and colours, so figures match data/parsing visualisations
-    from ..parsing.labels import CLASSES as LABELS19, COLORS as _PALETTE19, PARTS11 as _PARTS11_IDX
-except ImportError:  # pragma: no cover - parsing package not available
-    LABELS19 = ("bg", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
-                "nose", "mouth", "u_lip", "l_lip", "neck", "neck_l", "cloth", "hair", "hat")
-    _PALETTE19 = np.array([
-        [0, 0, 0], [204, 102, 51], [255, 170, 0], [255, 0, 85], [0, 255, 0], [0, 170, 255], [170, 255, 255],
-        [85, 255, 0], [0, 255, 170], [255, 255, 0], [0, 0, 255], [170, 0, 255], [255, 85, 170], [255, 0, 255],
-        [255, 210, 150], [255, 255, 170], [0, 85, 255], [120, 60, 20], [150, 150, 150]], dtype=np.uint8)
-    _PARTS11_IDX = (1, 2, 3, 4, 5, 10, 12, 11, 13, 7, 8)
+from ..labels import CLASSES as LABELS19  # the label space and colours of data/parsing's visualisations
+from ..labels import COLORS as _PALETTE19
+from ..labels import PARTS11 as _PARTS11_IDX
 
 #: channel -> 19-class index of the thesis' 11 maps and of W-Net's 4 key regions
 CHANNEL_CLASSES = {11: tuple(_PARTS11_IDX), 4: (4, 2, 10, 11)}
@@ -91,8 +84,6 @@ def to_uint8(img: Any) -> np.ndarray:
 
 def _resize(a: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
     """Resize a uint8 image (or float map) to ``size = (h, w)``."""
-    from PIL import Image
-
     h, w = size
     if a.dtype == np.uint8:
         im = Image.fromarray(a)

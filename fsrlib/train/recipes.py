@@ -10,34 +10,22 @@
 - ``two_stage``: the ``pixel`` step for a model that ``needs_prior`` (FishFSRNet), whose
   prior is the prediction of a *frozen, trained* ParsingNet loaded from the run
   ``prior_from`` (``forward_maps(lr)[prior_key]``, clamped to [0, 1]) -- in training,
-  validation and (through :class:`RunPredictor`) testing alike, never the ground-truth map.
-
-:func:`load_run_model` / :class:`RunPredictor` read ``runs/{run}/model.pt`` (written by
-the trainer) for the evaluation stage, including the embedded prior network.
+  validation and (through :class:`fsrlib.inference.RunPredictor`) testing alike, never the
+  ground-truth map.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn as nn
 
 from ..losses import split_d_output
-from ..registry import MODELS
 
-MODEL_FILE_FORMAT = "fsrlib-model/1"
+__all__ = ["MapsForward", "compute_losses", "GanContext", "optimizer_step", "pixel_step", "gan_step", "RECIPES"]
 
 
 # ====================================================================== helpers
-def input_key(model: nn.Module) -> str:
-    """Batch key of a model's input: ``lr`` or ``lr_up`` (``input_kind == "upsampled"``)."""
-    kind = getattr(model, "input_kind", "lr")
-    if kind not in ("lr", "upsampled"):
-        raise ValueError(f"unknown input_kind {kind!r}")
-    return "lr_up" if kind == "upsampled" else "lr"
-
-
 class MapsForward(nn.Module):
     """``forward(x, prior) = model.forward_maps(x, prior)``, so that DDP / torch.compile
     wrap the call the trainer actually makes."""
@@ -141,91 +129,3 @@ def gan_step(tr, batch: dict) -> dict[str, torch.Tensor]:
 
 
 RECIPES: dict[str, Callable] = {"pixel": pixel_step, "two_stage": pixel_step, "gan": gan_step}
-
-
-# ====================================================================== trained runs
-def resolve_model_file(run: str | Path, runs_root: str | Path = "runs") -> Path:
-    """``run`` = a run name (``runs_root/run/model.pt``), a run directory or a file."""
-    p = Path(run)
-    for cand in (p, p / "model.pt", Path(runs_root) / str(run) / "model.pt"):
-        if cand.is_file():
-            return cand
-    raise FileNotFoundError(f"no trained model for {run!r}: looked for {p}, {p / 'model.pt'} and "
-                            f"{Path(runs_root) / str(run) / 'model.pt'} (train that run first)")
-
-
-def build_from_file(blob: Mapping) -> nn.Module:
-    import fsrlib.models  # noqa: F401  (registers the model zoo)
-
-    model = MODELS.build(dict(blob["model"]))
-    model.load_state_dict(blob["state_dict"])
-    return model
-
-
-def load_run_model(run: str | Path, runs_root: str | Path = "runs", device="cpu",
-                   frozen: bool = True) -> tuple[nn.Module, dict]:
-    """Build a trained run's final model (EMA weights when the run used EMA) from its
-    ``model.pt``; returns ``(model, blob)`` with the model in eval mode."""
-    path = resolve_model_file(run, runs_root)
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    if blob.get("format") != MODEL_FILE_FORMAT:
-        raise ValueError(f"{path} is not an fsrlib model file (format {blob.get('format')!r})")
-    model = build_from_file(blob).to(device).eval()
-    if frozen:
-        model.requires_grad_(False)
-    return model, blob
-
-
-class PriorNet:
-    """A frozen prior network: ``__call__(batch) -> forward_maps(x)[key].clamp(0, 1)``."""
-
-    def __init__(self, model: nn.Module, key: str = "parsing", clamp=(0.0, 1.0)):
-        self.model, self.key, self.clamp = model.eval().requires_grad_(False), key, clamp
-        self.input_key = input_key(model)
-
-    @torch.no_grad()
-    def __call__(self, batch: Mapping) -> torch.Tensor:
-        out = self.model.forward_maps(batch[self.input_key])
-        if self.key not in out:
-            raise KeyError(f"prior network output has no {self.key!r} (it has {sorted(out)}); set prior_key")
-        p = out[self.key].float()
-        return p.clamp(*self.clamp) if self.clamp else p
-
-    def to(self, device):
-        self.model.to(device)
-        return self
-
-
-class RunPredictor:
-    """Inference for a trained run, prior chain included (the evaluation stage's entry).
-
-    >>> pred = RunPredictor.from_run("fishfsrnet-x8")   # doctest: +SKIP
-    >>> sr = pred(batch)            # batch with "lr" / "lr_up" like the dataset's
-    """
-
-    def __init__(self, model: nn.Module, prior: PriorNet | None = None, prior_gt: str | None = None,
-                 output_key: str = "sr"):
-        self.model, self.prior, self.prior_gt, self.output_key = model, prior, prior_gt, output_key
-        self.input_key = input_key(model)
-
-    @classmethod
-    def from_run(cls, run, runs_root="runs", device="cpu") -> "RunPredictor":
-        model, blob = load_run_model(run, runs_root, device)
-        prior = None
-        if blob.get("prior"):
-            pb = blob["prior"]
-            prior = PriorNet(build_from_file(pb).to(device), pb.get("key", "parsing"))
-        cfg = blob.get("run_config") or {}
-        return cls(model, prior, cfg.get("prior_gt"))
-
-    @torch.no_grad()
-    def maps(self, batch: Mapping) -> dict:
-        prior = None
-        if self.prior is not None:
-            prior = self.prior(batch)
-        elif self.prior_gt:
-            prior = batch[self.prior_gt]
-        return self.model.forward_maps(batch[self.input_key], prior)
-
-    def __call__(self, batch: Mapping) -> torch.Tensor:
-        return self.maps(batch)[self.output_key]

@@ -1,7 +1,6 @@
-"""One trainer for every method: pixel losses, auxiliary outputs, GANs, two-stage priors.
-
+"""
 ``Trainer(cfg, train_set, val_set).fit()`` (or :func:`train`) trains the run described by
-``cfg`` (the run's section of ``params.yaml``) on a torch ``Dataset`` of the dicts in
+``cfg`` (the run config: :mod:`fsrlib.train.schema`) on a torch ``Dataset`` of the dicts in
 ``docs/conventions.md`` and writes ``runs/{run}/``:
 
 - ``checkpoints/iter_NNNNNNN.pt`` every ``ckpt_every`` iterations (atomic) and ``checkpoints/last.pt``
@@ -10,7 +9,7 @@
 - ``model.pt``: ``{"format", "model" (model config incl. scale), "state_dict" (EMA weights
   when ``ema`` is set, else the trained ones), "weights" ("ema"|"raw"), "run_config",
   "iteration", "params", "input_kind", "prior" (the frozen prior net's config + weights
-  for two-stage runs, or null)}`` -- :class:`fsrlib.train.recipes.RunPredictor` reads it.
+  for two-stage runs, or null)}`` -- :class:`fsrlib.inference.RunPredictor` reads it.
 - ``run.json``: wall time, train time, images/s, iterations, parameter counts, device,
   world size, final validation metrics, the resumes.
 - ``dvclive/``: ``train/*`` losses and learning rates every ``log_every`` iterations,
@@ -32,83 +31,24 @@ size is refused. Metric rows and validation images that the killed process logge
 its last checkpoint are dropped from ``dvclive/`` before logging resumes. Under DDP every
 rank reads ``last.pt``, so ``runs_root`` must be a shared directory.
 
-Run config (unknown keys anywhere fail in :func:`validate_config`, before any work)
--------------------------------------------------------------------------------------
-=================  ===========  ============================================================
-key                default      meaning
-=================  ===========  ============================================================
-method             (required)   method name (for records), e.g. ``sparnet``
-scale              (required)   4 | 8 | 16; passed to the model constructor
-iters              (required)   number of optimisation steps (G steps for GANs)
-model              (required)   ``{type, ...}`` for ``MODELS`` (``scale`` is added)
-losses             (required)   list of loss configs (``fsrlib.losses``); weight-0 entries
-                                are skipped (never built)
-run                method-xS    run name = directory under ``runs_root``
-recipe             pixel        ``pixel`` | ``gan`` | ``two_stage``
-d_model            null         discriminator ``{type, ...}`` (MODELS), required for gan
-d_losses           null         discriminator losses; null = the D side of the G
-                                ``adversarial`` entry (same gan_type/reduction, weight 1)
-optim              adam 1e-4    ``{type: adam|adamw|rmsprop|sgd, lr, ...}``, see OPTIMIZERS
-d_optim            null         the discriminator's optimiser; null = same as ``optim``
-schedule           constant     ``{type: constant|step|cosine, warmup_iters: 0, ...}``:
-                                step: ``milestones`` (ints = iterations, floats in (0, 1) =
-                                fractions of ``iters``), ``gamma`` 0.5; cosine: ``min_lr``
-                                0.0. The learning rate is a pure function of the iteration.
-d_schedule         null         null = same as ``schedule``
-batch_size         16           *global* batch (split evenly over DDP ranks)
-ema                null         ``{decay: 0.999, buffers: average|copy, warmup: false}``;
-                                the EMA model is validated and exported
-augment            null         ``{hflip: false, rot90: false, swap_channels:
-                                {parts11: [[1,2],[3,4],[9,10]]}}``, applied jointly to
-                                every image-like batch key on the device; channels listed
-                                in swap_channels are swapped when an image is flipped
-                                (left/right parts). Rescaling belongs to the dataset
-                                (``FaceSRDataset(augment=...)``, which the trainer drives
-                                with ``set_epoch``); use one of the two for flips, not both.
-val_every          1000         validate every N iterations (and at the end)
-val                see right    ``{pred: sr, target: hr, max_images: null, grid: 4,
-                                crop_border: 0, batch_size: null (= per-rank batch),
-                                use_ema: true}``. ``pred: sr``: PSNR/SSIM on the Y channel
-                                (``fsrlib.metrics.image``); another pred (e.g. ``parsing``
-                                vs ``skin_lr``): PSNR and L1 on the raw maps.
-ckpt_every         1000         checkpoint every N iterations (and at the end)
-keep_ckpts         2            numbered checkpoints kept (``last.pt`` always); 0 = only last
-log_every          50           average and log the training losses every N iterations
-seed               0            model init, data order, augmentation, dropout
-init_from          null         run name / dir / file whose ``model.pt`` initialises G
-                                (thesis method 2 from method 1, AMIGAN from AMINet, x16
-                                from x8)
-init_strict        true         ``load_state_dict(strict=...)`` for ``init_from``
-prior_from         null         run whose model (ParsingNet) gives the prior (two_stage)
-prior_key          parsing      output key of the prior network
-prior_gt           null         batch key used as the prior instead (oracle ablation)
-amp                false        false | ``bf16`` | ``fp16`` (autocast; GradScaler for fp16)
-compile            false        ``torch.compile`` the model (and D)
-deterministic      false        ``torch.use_deterministic_algorithms`` (+ cuDNN settings)
-grad_clip          null         max gradient norm (G and D), null = none
-num_workers        0            DataLoader workers
-ddp_find_unused    auto         DDP ``find_unused_parameters``; auto = probe once at start
-notes              null         free text, recorded only
-=================  ===========  ============================================================
-
-OPTIMIZERS: ``adam`` / ``adamw`` ``{lr, betas, eps, weight_decay, amsgrad}``, ``rmsprop``
-``{lr, alpha, eps, weight_decay, momentum, centered}``, ``sgd`` ``{lr, momentum,
-weight_decay, nesterov}`` (torch defaults where absent; ``lr`` required).
-
 dvclive writes its files only (``metrics.json``, ``params.yaml``, ``plots/``); it never
 opens the git/DVC repository (the pipeline's ``dvc.yaml`` declares those outputs).
 
 Distributed: launch with ``torchrun --nproc_per_node N``; each rank runs the same code,
 sees ``batch_size / N`` items per step (its share of the same global batch a single
 process would see), DDP averages the gradients, rank 0 alone logs, validates and writes.
+The run config's keys and defaults: :mod:`fsrlib.train.schema`; optimisers
+:mod:`fsrlib.train.optim`; learning-rate schedules :mod:`fsrlib.train.schedules`; one step of
+each recipe :mod:`fsrlib.train.recipes`.
 """
 from __future__ import annotations
 
 import contextlib
-import copy
+import inspect
 import math
 import os
 import random
+import shutil
 import time
 import warnings
 from pathlib import Path
@@ -117,241 +57,26 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, Subset, default_collate
+from tqdm.auto import tqdm
 
+from ..inference import MODEL_FILE_FORMAT, PriorNet, input_key, load_run_model, resolve_model_file
 from ..io import atomic_path, torch_save, write_json
-from ..losses import build_losses, validate_loss_config
-from ..registry import LOSSES, MODELS, ConfigError
+from ..losses import build_losses
+from ..metrics import image as image_metrics
+from ..models.common import count_params
+from ..registry import MODELS, ConfigError
 from . import distributed as D
 from .ema import ModelEMA
-from .recipes import (MODEL_FILE_FORMAT, RECIPES, MapsForward, PriorNet, input_key, load_run_model,
-                      resolve_model_file)
+from .live import files_only_live, truncate_dvclive
+from .optim import build_optimizer
+from .recipes import RECIPES, MapsForward
+from .schedules import lr_factor
+from .schema import RESUME_FREE, validate_config
 
-# ====================================================================== config
-DEFAULTS: dict[str, Any] = {
-    "method": None, "scale": None, "iters": None, "model": None, "losses": None,
-    "run": None, "recipe": "pixel", "d_model": None, "d_losses": None,
-    "optim": {"type": "adam", "lr": 1e-4}, "d_optim": None,
-    "schedule": {"type": "constant"}, "d_schedule": None,
-    "batch_size": 16, "ema": None, "augment": None,
-    "val_every": 1000, "val": None, "ckpt_every": 1000, "keep_ckpts": 2, "log_every": 50,
-    "seed": 0, "init_from": None, "init_strict": True,
-    "prior_from": None, "prior_key": "parsing", "prior_gt": None,
-    "amp": False, "compile": False, "deterministic": False, "grad_clip": None,
-    "num_workers": 0, "ddp_find_unused": "auto", "notes": None,
-}
-REQUIRED = ("method", "scale", "iters", "model", "losses")
-RECIPE_NAMES = ("pixel", "gan", "two_stage")
-
-OPTIMIZERS: dict[str, tuple[type, dict]] = {
-    "adam": (torch.optim.Adam, {"lr", "betas", "eps", "weight_decay", "amsgrad"}),
-    "adamw": (torch.optim.AdamW, {"lr", "betas", "eps", "weight_decay", "amsgrad"}),
-    "rmsprop": (torch.optim.RMSprop, {"lr", "alpha", "eps", "weight_decay", "momentum", "centered"}),
-    "sgd": (torch.optim.SGD, {"lr", "momentum", "weight_decay", "nesterov", "dampening"}),
-}
-SCHEDULES = {"constant": {"warmup_iters"}, "step": {"warmup_iters", "milestones", "gamma"},
-             "cosine": {"warmup_iters", "min_lr"}}
-EMA_KEYS = {"decay": 0.999, "buffers": "average", "warmup": False}
-AUGMENT_KEYS = {"hflip": False, "rot90": False, "swap_channels": {"parts11": [[1, 2], [3, 4], [9, 10]]}}
-VAL_KEYS = {"pred": "sr", "target": "hr", "max_images": None, "grid": 4, "crop_border": 0,
-            "batch_size": None, "use_ema": True}
-# keys that may change between a checkpoint and its resume (``iters`` too, with a warning)
-RESUME_FREE = {"val_every", "val", "ckpt_every", "keep_ckpts", "log_every", "num_workers", "notes",
-               "compile", "ddp_find_unused"}
-
-
-def _check_keys(where: str, d: Mapping, allowed: Iterable[str]) -> None:
-    if not isinstance(d, Mapping):
-        raise ConfigError(f"{where} must be a mapping, got {type(d).__name__}")
-    bad = sorted(set(d) - set(allowed))
-    if bad:
-        raise ConfigError(f"{where}: unknown key(s) {bad}; allowed: {sorted(allowed)}")
-
-
-def _pos_int(cfg, key, allow_zero=False):
-    v = cfg[key]
-    if not isinstance(v, int) or isinstance(v, bool) or v < (0 if allow_zero else 1):
-        raise ConfigError(f"{key} must be a {'non-negative' if allow_zero else 'positive'} integer, got {v!r}")
-
-
-def _validate_optim(where, o):
-    if not isinstance(o, Mapping) or "type" not in o:
-        raise ConfigError(f"{where} needs a type: ({sorted(OPTIMIZERS)})")
-    if o["type"] not in OPTIMIZERS:
-        raise ConfigError(f"{where}: unknown optimiser {o['type']!r}; known {sorted(OPTIMIZERS)}")
-    _check_keys(where, o, {"type"} | OPTIMIZERS[o["type"]][1])
-    if "lr" not in o or not float(o["lr"]) > 0:
-        raise ConfigError(f"{where}: lr must be given and positive")
-
-
-def _validate_schedule(where, s):
-    if not isinstance(s, Mapping) or s.get("type") not in SCHEDULES:
-        raise ConfigError(f"{where} needs type: one of {sorted(SCHEDULES)}")
-    _check_keys(where, s, {"type"} | SCHEDULES[s["type"]])
-    if s["type"] == "step" and not s.get("milestones"):
-        raise ConfigError(f"{where}: step schedule needs milestones")
-
-
-def _loss_type(cfg) -> str:
-    return cfg.get("type")
-
-
-def _loss_class(cfg):
-    return LOSSES.get(_loss_type(cfg))
-
-
-def validate_config(cfg: Mapping[str, Any]) -> dict:
-    """Check a run config and return a normalised deep copy with every default filled in.
-
-    Raises :class:`fsrlib.registry.ConfigError` on unknown keys, unknown model / loss /
-    optimiser types, bad values or inconsistent recipes. Touches no file and no weights."""
-    import fsrlib.models  # noqa: F401  (registers the model zoo, discriminators included)
-
-    _check_keys("run config", cfg, DEFAULTS)
-    c = copy.deepcopy(DEFAULTS)
-    c.update(copy.deepcopy(dict(cfg)))
-    missing = [k for k in REQUIRED if c.get(k) is None]
-    if missing:
-        raise ConfigError(f"run config is missing {missing}")
-    for k in ("scale", "iters", "batch_size", "val_every", "ckpt_every", "log_every"):
-        _pos_int(c, k)
-    _pos_int(c, "keep_ckpts", allow_zero=True)
-    _pos_int(c, "num_workers", allow_zero=True)
-    if not isinstance(c["seed"], int):
-        raise ConfigError(f"seed must be an integer, got {c['seed']!r}")
-    c["run"] = c["run"] or f"{c['method']}-x{c['scale']}"
-    if c["recipe"] not in RECIPE_NAMES:
-        raise ConfigError(f"recipe must be one of {RECIPE_NAMES}, got {c['recipe']!r}")
-
-    # model
-    if not isinstance(c["model"], Mapping) or "type" not in c["model"]:
-        raise ConfigError("model needs a type:")
-    m = dict(c["model"])
-    if "scale" in m and int(m["scale"]) != c["scale"]:
-        raise ConfigError(f"model.scale {m['scale']} != scale {c['scale']}")
-    m["scale"] = c["scale"]
-    MODELS.validate(m)
-    c["model"] = m
-
-    # losses
-    if not isinstance(c["losses"], list) or not c["losses"]:
-        raise ConfigError("losses must be a non-empty list")
-    c["losses"] = [{"type": lc} if isinstance(lc, str) else dict(lc) for lc in c["losses"]]
-    for i, lc in enumerate(c["losses"]):
-        try:
-            validate_loss_config(lc)
-        except ConfigError as e:
-            raise ConfigError(f"losses[{i}]: {e}") from None
-    if all(float(lc.get("weight", 1.0)) == 0 for lc in c["losses"]):
-        raise ConfigError("every loss has weight 0")
-    g_adv = [lc for lc in c["losses"] if getattr(_loss_class(lc), "needs_discriminator", False)
-             and float(lc.get("weight", 1.0)) != 0]
-
-    # GAN
-    if c["recipe"] == "gan":
-        if not c["d_model"]:
-            raise ConfigError("recipe gan needs d_model: {type: ...}")
-        if not isinstance(c["d_model"], Mapping) or "type" not in c["d_model"]:
-            raise ConfigError("d_model needs a type:")
-        MODELS.validate(c["d_model"])
-        if c["d_losses"] is None:
-            advs = [lc for lc in g_adv if _loss_type(lc) == "adversarial"]
-            a = dict(advs[0]) if advs else {"type": "adversarial"}
-            a.pop("name", None)
-            c["d_losses"] = [{**a, "weight": 1.0}]
-        if not isinstance(c["d_losses"], list) or not c["d_losses"]:
-            raise ConfigError("d_losses must be a non-empty list")
-        c["d_losses"] = [{"type": lc} if isinstance(lc, str) else dict(lc) for lc in c["d_losses"]]
-        for i, lc in enumerate(c["d_losses"]):
-            validate_loss_config(lc)
-            if not hasattr(_loss_class(lc), "d_value"):
-                raise ConfigError(f"d_losses[{i}]: {_loss_type(lc)!r} has no discriminator side")
-        if not g_adv:
-            raise ConfigError("recipe gan without an adversarial / feature_matching loss of non-zero weight: "
-                              "use recipe pixel")
-        c["d_optim"] = c["d_optim"] or copy.deepcopy(c["optim"])
-        _validate_optim("d_optim", c["d_optim"])
-        c["d_schedule"] = c["d_schedule"] or copy.deepcopy(c["schedule"])
-        _validate_schedule("d_schedule", c["d_schedule"])
-    else:
-        for k in ("d_model", "d_losses", "d_optim", "d_schedule"):
-            if c[k]:
-                raise ConfigError(f"{k} is only for recipe gan (recipe is {c['recipe']!r})")
-        if g_adv:
-            raise ConfigError(f"losses {[_loss_type(x) for x in g_adv]} need a discriminator: use recipe gan")
-
-    _validate_optim("optim", c["optim"])
-    _validate_schedule("schedule", c["schedule"])
-
-    # prior
-    if c["prior_from"] and c["prior_gt"]:
-        raise ConfigError("give prior_from (a trained prior network) or prior_gt (a batch key), not both")
-    if c["recipe"] == "two_stage" and not c["prior_from"]:
-        raise ConfigError("recipe two_stage needs prior_from: the run of the trained prior network")
-
-    # sub-dicts
-    if c["ema"] is not None:
-        _check_keys("ema", c["ema"], EMA_KEYS)
-        c["ema"] = {**EMA_KEYS, **c["ema"]}
-        c["ema"]["decay"] = float(c["ema"]["decay"])
-        if not 0 <= float(c["ema"]["decay"]) < 1:
-            raise ConfigError("ema.decay must be in [0, 1)")
-        if c["ema"]["buffers"] not in ("average", "copy"):
-            raise ConfigError("ema.buffers must be average or copy")
-    if c["augment"] is not None:
-        _check_keys("augment", c["augment"], AUGMENT_KEYS)
-        c["augment"] = {**copy.deepcopy(AUGMENT_KEYS), **c["augment"]}
-    _check_keys("val", c["val"] or {}, VAL_KEYS)
-    c["val"] = {**VAL_KEYS, **(c["val"] or {})}
-    if c["amp"] is True:
-        c["amp"] = "bf16"
-    if c["amp"] not in (False, None, "bf16", "fp16"):
-        raise ConfigError(f"amp must be false, bf16 or fp16, got {c['amp']!r}")
-    c["amp"] = c["amp"] or False
-    if c["ddp_find_unused"] not in ("auto", True, False):
-        raise ConfigError("ddp_find_unused must be auto, true or false")
-    if c["grad_clip"] is not None:
-        c["grad_clip"] = float(c["grad_clip"])
-        if not c["grad_clip"] > 0:
-            raise ConfigError("grad_clip must be positive or null")
-    return c
-
-
-# ====================================================================== schedules
-def lr_factor(sched: Mapping, it: int, iters: int, base_lr: float) -> float:
-    """Learning rate at (0-based) iteration ``it``: a pure function, nothing to checkpoint."""
-    warm = int(sched.get("warmup_iters", 0) or 0)
-    if warm and it < warm:
-        w = (it + 1) / warm
-    else:
-        w = 1.0
-    t = sched["type"]
-    if t == "constant":
-        return base_lr * w
-    if t == "step":
-        ms = [int(round(m * iters)) if isinstance(m, float) and 0 < m < 1 else int(m) for m in sched["milestones"]]
-        return base_lr * w * float(sched.get("gamma", 0.5)) ** sum(it >= m for m in ms)
-    if t == "cosine":
-        lo = float(sched.get("min_lr", 0.0))
-        span = max(iters - warm, 1)
-        p = min(max(it - warm, 0) / span, 1.0)
-        return w * (lo + (base_lr - lo) * 0.5 * (1 + math.cos(math.pi * p)))
-    raise ValueError(t)
-
-
-def build_optimizer(o: Mapping, params) -> torch.optim.Optimizer:
-    cls, _ = OPTIMIZERS[o["type"]]
-    kw = {k: (tuple(float(b) for b in v) if k == "betas" else _num(v)) for k, v in o.items() if k != "type"}
-    return cls(params, **kw)
-
-
-def _num(v):
-    """PyYAML reads ``1e-4`` (no dot) as a string: turn numeric strings into floats."""
-    if isinstance(v, str):
-        try:
-            return float(v)
-        except ValueError:
-            return v
-    return v
+__all__ = ["Trainer", "train", "seed_everything", "rng_state", "set_rng_state"]
 
 
 # ====================================================================== helpers
@@ -414,10 +139,7 @@ def _resolve_image_metrics() -> tuple[Callable, Callable]:
 
     Uses ``psnr_y`` / ``ssim_y`` when present, else ``psnr`` / ``ssim`` with ``color="y"``
     (or ``y=True``), passing ``crop_border`` when the function takes it."""
-    import inspect
-
-    from ..metrics import image as im  # lazy: another module's
-
+    im = image_metrics
     if hasattr(im, "psnr_y") and hasattr(im, "ssim_y"):
         fns = (im.psnr_y, im.ssim_y)
     elif hasattr(im, "psnr") and hasattr(im, "ssim"):
@@ -536,8 +258,6 @@ class Trainer:
         self.g_forward: Callable = MapsForward(self.model)
         self.d_forward: Callable | None = self.d_model
         if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel as DDP
-
             find = c["ddp_find_unused"]
             find = bool(unused) if find == "auto" else bool(find)
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -586,8 +306,6 @@ class Trainer:
         """One eval-mode forward on a training item: every loss's ``pred`` (and the val
         ``pred``) must be a model output. Returns the parameters that get no gradient
         (for DDP's ``find_unused_parameters``). Consumes no RNG in eval mode."""
-        from torch.utils.data import default_collate
-
         batch = _to_device(default_collate([self.train_set[0]]), self.device)
         self.model.eval()
         probe = self.dist.enabled and self.cfg["ddp_find_unused"] == "auto"
@@ -666,8 +384,6 @@ class Trainer:
         return self._batch_gen(start_iter)
 
     def _batch_gen(self, it: int):
-        from torch.utils.data import DataLoader
-
         c = self.cfg
         nw = c["num_workers"]
         while it < self.iters:
@@ -720,8 +436,6 @@ class Trainer:
                     try:
                         os.link(path, tmp)
                     except OSError:
-                        import shutil
-
                         shutil.copyfile(path, tmp)
                 old = sorted((self.run_dir / "checkpoints").glob("iter_*.pt"))[:-keep]
                 for p in old:
@@ -772,8 +486,8 @@ class Trainer:
         live_dir = self.run_dir / "dvclive"
         resumed = self.start_iter > 0
         if resumed:
-            _truncate_dvclive(live_dir, self.start_iter)
-        live = _files_only_live()(str(live_dir), resume=resumed, report=None, save_dvc_exp=False, dvcyaml=False)
+            truncate_dvclive(live_dir, self.start_iter)
+        live = files_only_live()(str(live_dir), resume=resumed, report=None, save_dvc_exp=False, dvcyaml=False)
         if not resumed:
             live.log_params({k: (str(v) if isinstance(v, (list, tuple)) else v)
                              for k, v in _flatten({k: v for k, v in self.cfg.items() if k != "notes"}).items()})
@@ -799,8 +513,6 @@ class Trainer:
     @torch.no_grad()
     def validate(self, it: int, live=None) -> dict[str, float]:
         """Rank 0 only: metrics over the validation set (EMA model when enabled)."""
-        from torch.utils.data import DataLoader, Subset
-
         v = self.cfg["val"]
         net = self.ema.module if (self.ema and v["use_ema"]) else self.model
         was_training = net.training
@@ -855,8 +567,6 @@ class Trainer:
         live = self._open_live()
         pbar = None
         if self.is_main and self.progress:
-            from tqdm.auto import tqdm
-
             pbar = tqdm(total=self.iters, initial=self.start_iter, desc=c["run"], dynamic_ncols=True)
         it = self.start_iter
         acc: dict[str, torch.Tensor] = {}
@@ -908,8 +618,6 @@ class Trainer:
         return summary
 
     def _finish(self, it: int, session_train_s: float, session_images: int) -> dict:
-        from ..models.common import count_params
-
         c = self.cfg
         ema = self.ema is not None
         final = self.ema.module if ema else self.model
@@ -945,8 +653,6 @@ class Trainer:
 def _grid_image(rows: list[list[torch.Tensor]]) -> np.ndarray:
     """Rows of (input, prediction, target) tiles -> HxWx3 uint8 (tiles resized to the
     largest, nearest; 1-channel maps shown grey; values clamped to [0, 1])."""
-    import torch.nn.functional as F
-
     size = max(max(t.shape[-2:]) for r in rows for t in r)
     tiles = []
     for r in rows:
@@ -960,56 +666,6 @@ def _grid_image(rows: list[list[torch.Tensor]]) -> np.ndarray:
         tiles.append(torch.cat(row, dim=2))
     img = torch.cat(tiles, dim=1)
     return (img.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-
-
-def _files_only_live():
-    """A dvclive ``Live`` that writes its files only and never opens the git / DVC repo.
-
-    The pipeline's ``dvc.yaml`` declares ``dvclive/`` metrics and plots itself, so the
-    repository integration brings nothing, costs seconds, fails in a repo without commits,
-    and (dvclive's ``get_dvc_repo``) would ``dvc init`` a plain git repo as a side effect.
-    Without dvclive installed: :class:`fsrlib.train.live.TsvLive` (same files), with a warning."""
-    try:
-        from dvclive import Live
-    except ImportError:
-        from .live import TsvLive
-
-        warnings.warn("dvclive is not installed: logging with fsrlib.train.live.TsvLive (same file layout)")
-        return TsvLive
-
-    class FilesOnlyLive(Live):
-        def _init_dvc(self):
-            self._dvc_file = "dvc.yaml"
-            if os.getenv("DVC_ROOT"):  # inside `dvc repro` / `dvc exp run`: only set the flags
-                self._inside_dvc_pipeline = True
-                self._init_dvc_pipeline()
-
-    return FilesOnlyLive
-
-
-def _truncate_dvclive(live_dir: Path, step: int) -> None:
-    """Drop metric rows logged after ``step`` (work lost with a killed run) so a resumed
-    run does not log those steps twice."""
-    mdir = live_dir / "plots" / "metrics"
-    if not mdir.exists():
-        return
-    for f in mdir.rglob("*.tsv"):
-        lines = f.read_text().splitlines()
-        if not lines:
-            continue
-        head, keep = lines[0], [lines[0]]
-        col = head.split("\t").index("step") if "step" in head.split("\t") else None
-        for ln in lines[1:]:
-            parts = ln.split("\t")
-            if col is None or (parts[col].isdigit() and int(parts[col]) <= step):
-                keep.append(ln)
-        with atomic_path(f) as tmp:
-            tmp.write_text("\n".join(keep) + "\n")
-    idir = live_dir / "plots" / "images" / "val"
-    if idir.exists():
-        for p in idir.glob("*.png"):
-            if p.stem.isdigit() and int(p.stem) > step:
-                p.unlink()
 
 
 def train(cfg: Mapping[str, Any], train_set, val_set=None, **kwargs) -> dict:

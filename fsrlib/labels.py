@@ -1,5 +1,6 @@
 """The 19-class CelebAMask-HQ label space (as used by the zllrunning face-parsing BiSeNet)
-and the maps derived from it.
+and the maps derived from it: the vocabulary shared by the parsers (:mod:`fsrlib.parsing`),
+the dataset (:mod:`fsrlib.data.datasets`) and the figures, below all of them.
 
 =====  ========  ================================
 index  name      note
@@ -43,6 +44,8 @@ Derived maps (all from a label map, so they are exact and cheap to recompute):
 from __future__ import annotations
 
 import numpy as np
+
+from .imresize import imresize
 
 __all__ = [
     "CLASSES", "N_CLASSES", "COLORS", "L_IS_IMAGE_LEFT", "LR_PAIRS", "PARTS11", "PARTS11_NAMES",
@@ -90,8 +93,6 @@ def skin_lr(labels, scale: int) -> np.ndarray:
     """Skin map bicubic-downsampled by ``scale`` (MATLAB imresize, float), clamped to [0,1].
 
     ``labels`` (H, W) -> (H/scale, W/scale) float32."""
-    from fsrlib.data.degrade import imresize
-
     s = skin_map(labels).astype(np.float64)
     h, w = s.shape[-2:]
     out = imresize(s, output_shape=(h // scale, w // scale))

@@ -2,6 +2,7 @@
 # The project's two commands (see README):
 #   ./run.sh repro [args for `dvc repro`]   set up if needed, get the raw data, run the pipeline
 #   ./run.sh test  [args for `pytest`]      set up if needed, run the test suite
+#   ./run.sh lint                           set up if needed, ruff (config in pyproject.toml)
 # Set-up = a virtual environment in .venv (FSR_VENV to change) with requirements.txt,
 # reinstalled when requirements.txt or pyproject.toml change.
 set -euo pipefail
@@ -45,8 +46,12 @@ case "$cmd" in
     ensure_env
     python -m pytest "$@"
     ;;
+  lint)
+    ensure_env
+    ruff check .
+    ;;
   *)
-    echo "usage: ./run.sh repro [dvc repro args] | ./run.sh test [pytest args]" >&2
+    echo "usage: ./run.sh repro [dvc repro args] | ./run.sh test [pytest args] | ./run.sh lint" >&2
     exit 2
     ;;
 esac

@@ -39,13 +39,14 @@ from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fsrlib.models import MODELS, count_params  # noqa: E402
+from fsrlib.config import run_key  # noqa: E402
+from fsrlib.models import MODELS, count_macs, count_params  # noqa: E402
+from fsrlib.settings import deep_merge  # noqa: E402
 
 # ====================================================================== table layout
 COLUMNS = [
@@ -195,13 +196,6 @@ def _demo_from_csv(path: Path) -> list[Row]:
     return rows
 
 
-def _deep_merge(base: dict, over: dict | None) -> dict:
-    out = json.loads(json.dumps(base))
-    for k, v in (over or {}).items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def _meta_signature(cfg: dict, scale: int):
     """(params, input size) of a config at a scale, on the meta device (cheap)."""
     with torch.device("meta"):
@@ -256,8 +250,8 @@ def demo_rows(params_path: Path | None, fallback_csv: Path | None) -> tuple[list
         base = methods.get(r.get("method"), {})
         if not over or "model" not in base:
             continue
-        cfg = _deep_merge(base["model"], over)
-        rows.append(Row(cfg.get("type", "?"), cfg, "demo", scale=int(r["scale"]), method=rname.rsplit("-x", 1)[0],
+        cfg = deep_merge(base["model"], over)
+        rows.append(Row(cfg.get("type", "?"), cfg, "demo", scale=int(r["scale"]), method=run_key(rname),
                         notes=[f"params.yaml run {rname}: methods.{r['method']}.model + overrides {json.dumps(over)}"]))
     return _merge_duplicates(rows), msgs
 
@@ -395,15 +389,6 @@ def make_inputs(model, row: Row, batch: int, device) -> tuple[tuple, str]:
     return (x,), desc
 
 
-def count_macs(model, inputs) -> float:
-    """MACs of one forward = FlopCounterMode FLOPs / 2 (convs, matmuls, bmm: what thop/fvcore count)."""
-    fc = FlopCounterMode(display=False)
-    model.eval()
-    with fc, torch.no_grad():
-        model(*inputs)
-    return fc.get_total_flops() / 2
-
-
 def _first_tensor(out):
     while isinstance(out, (list, tuple)):
         out = out[-1]
@@ -497,7 +482,7 @@ def run_row(row: Row, ops: DeviceOps, st: Settings, deadline: float, timing: boo
         rec["params"], rec["params (M)"] = n, n / 1e6
         inputs, rec["input"] = make_inputs(meta, row, 1, "meta")
         try:
-            macs = count_macs(meta, inputs)
+            macs = count_macs(meta.eval(), *inputs)
             rec["MACs (G)"] = macs / 1e9
         except Exception as e:  # noqa: BLE001
             notes.append(f"MACs on meta failed ({type(e).__name__})")
@@ -669,7 +654,8 @@ def select(rows: list[Row], patterns: str | None) -> list[Row]:
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--out", default="reports/benchmarks", help="output folder (models_<device>.md/.csv)")
     ap.add_argument("--params", default="params.yaml", help="params file whose methods: give the demo rows")

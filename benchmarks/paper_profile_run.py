@@ -28,7 +28,7 @@ def main(argv=None) -> int:
     from fsrlib.data.datasets import FaceSRDataset
     from fsrlib.inference import RunPredictor
     from fsrlib.io import write_json
-    from fsrlib.metrics.image import evaluate_images
+    from fsrlib.metrics.scoring import evaluate_images
     from fsrlib.pipeline.train_stage import needed_keys
     from fsrlib.train.trainer import Trainer
 

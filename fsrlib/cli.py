@@ -22,9 +22,14 @@ from pathlib import Path
 
 def cmd_check(a) -> int:
     from .config import all_runs, load_and_validate
-    from .train.schema import validate_runs
+    from .train.schema import lint_params, validate_runs
 
     params = validate_runs(load_and_validate(a.params))
+    problems = lint_params(params)
+    if problems:
+        for msg in problems:
+            print(f"fsr check: {a.params}: {msg}", file=sys.stderr)
+        return 2
     runs = all_runs(params)
     print(f"{a.params}: OK ({len(params.get('methods') or {})} methods, {len(runs)} runs)")
     return 0

@@ -18,9 +18,11 @@ Layout of params.yaml (see the file itself for every value)::
 
 A run's trainer config = ``methods[method]`` deep-merged with ``runs[name].overrides``,
 plus ``method``, ``scale`` and ``run``. An ablation is a run that names its base method and
-overrides a few keys (``sparnet_v1-x8: {method: sparnet, scale: 8, overrides: {model:
-{n_att_from_back: 1}}}``), so DVC tracks exactly ``methods.<base>`` and ``runs.<name>``.
-Run names are ``<key>-x<scale>``; ``<key>`` is what the report joins paper tables on.
+selects a model preset (``sparnet_v1-x8: {method: sparnet, scale: 8, overrides: {model: {type:
+sparnet_v1}}}``), so DVC tracks exactly ``methods.<base>`` and ``runs.<name>``; a GAN method's
+generator is a YAML alias of its PSNR method's (``model: *aminet``). ``fsr check`` refuses the
+other spellings (:func:`fsrlib.train.schema.lint_params`). Run names follow :data:`RUN_NAME`
+(``<key>-x<scale>[-<tag>]``); ``<key>`` is what the report joins paper tables on.
 """
 from __future__ import annotations
 
@@ -46,12 +48,15 @@ SECTIONS = {
     "chained": None,
     "evaluate": {"testsets", "metrics", "crop_border", "offline", "lpips_weights", "fid",
                  "max_images", "batch_size", "save_images", "device"},
-    "downstream": {"runs", "testsets", "identity", "landmarks", "verification_pairs", "arcface_weights",
+    "downstream": {"exclude", "testsets", "identity", "landmarks", "verification_pairs", "arcface_weights",
                    "max_images", "seed"},
     "report": {"figure_faces", "figure_scales", "testset_for_figures"},
 }
 RUN_KEYS = {"method", "scale", "overrides", "from"}
-RUN_NAME = re.compile(r"^(?P<key>[a-z0-9_]+)-x(?P<scale>4|8|16)$")
+#: the one run-name grammar, ``<key>-x<scale>[-<tag>]``: ``key`` is what the paper tables join
+#: on (``sparnet``, ``wnet_expA``), ``tag`` an optional variant of the same run (``sparnet-x8-seed2``;
+#: tables prefer the untagged run). ``hr-x8`` names the HR reference rows of the downstream stage.
+RUN_NAME = re.compile(r"^(?P<key>[A-Za-z0-9_]+)-x(?P<scale>4|8|16)(?:-(?P<tag>[A-Za-z0-9_]+))?$")
 TESTSETS = ("celeba_test", "helen_test", "helen50")
 
 
@@ -71,12 +76,23 @@ def all_runs(params: Mapping) -> dict[str, dict]:
     return runs
 
 
-def run_key(run_name: str) -> str:
-    """``sparnet_v1-x8`` -> ``sparnet_v1`` (what tables join on)."""
+def parse_run_name(run_name: str) -> tuple[str, int | None, str]:
+    """``"wnet_expA-x4"`` -> ``("wnet_expA", 4, "")``; ``"sparnet-x8-seed2"`` -> tag ``"seed2"``;
+    a name outside :data:`RUN_NAME` -> ``(run_name, None, "")``."""
     m = RUN_NAME.match(run_name)
     if not m:
-        raise ConfigError(f"run name {run_name!r} must look like <key>-x<scale> (lower case, scale 4/8/16)")
-    return m["key"]
+        return run_name, None, ""
+    return m["key"], int(m["scale"]), m["tag"] or ""
+
+
+def run_key(run_name: str) -> str:
+    """``sparnet_v1-x8`` -> ``sparnet_v1`` (what tables join on); a :class:`ConfigError` for a name
+    outside :data:`RUN_NAME`."""
+    key, scale, _ = parse_run_name(run_name)
+    if scale is None:
+        raise ConfigError(f"run name {run_name!r} must look like <key>-x<scale>[-<tag>] (letters, digits and _; "
+                          "scale 4/8/16)")
+    return key
 
 
 def run_config(params: Mapping, run_name: str) -> dict:
@@ -116,7 +132,8 @@ def dataset_config(params: Mapping, run_name: str) -> dict:
     d = deep_merge(m.get("dataset") or {}, (r.get("overrides") or {}).get("dataset"))
     extra = set(d) - DATASET_KEYS
     if extra:
-        raise ConfigError(f"run {run_name!r}: unknown dataset option(s) {sorted(extra)}; allowed: {sorted(DATASET_KEYS)}")
+        raise ConfigError(f"run {run_name!r}: unknown dataset option(s) {sorted(extra)}; "
+                          f"allowed: {sorted(DATASET_KEYS)}")
     return d
 
 
@@ -161,7 +178,7 @@ def validate_params(params: Mapping) -> list[str]:
         extra = set(r) - RUN_KEYS
         if extra:
             raise ConfigError(f"run {name!r}: unknown key(s) {sorted(extra)}; allowed: {sorted(RUN_KEYS)}")
-        if int(r.get("scale", 0)) != int(RUN_NAME.match(name)["scale"]):
+        if int(r.get("scale", 0)) != parse_run_name(name)[1]:
             raise ConfigError(f"run {name!r}: scale {r.get('scale')} does not match its name")
         if scales and int(r["scale"]) not in scales:
             raise ConfigError(f"run {name!r}: scale x{r['scale']} is not made by the degrade stage "
@@ -179,12 +196,12 @@ def validate_params(params: Mapping) -> list[str]:
             if cfg.get("recipe") != "two_stage" and cfg["model"] != src["model"]:
                 raise ConfigError(f"chained run {name!r} starts from {r['from']!r} but their models differ: "
                                   f"{cfg['model']} vs {src['model']}")
-    want = (params.get("downstream") or {}).get("runs", "all")
-    if want != "all":
-        keys = {run_key(n) for n in runs}
-        unknown = [k for k in want if k not in keys]
-        if unknown:
-            raise ConfigError(f"params.yaml [downstream] runs: {unknown} are not trained by any run; run keys: {sorted(keys)}")
+    exclude = (params.get("downstream") or {}).get("exclude") or []
+    keys = {run_key(n) for n in runs}
+    unknown = [k for k in exclude if k not in keys]
+    if unknown:
+        raise ConfigError(f"params.yaml [downstream] exclude: {unknown} are not trained by any run; "
+                          f"run keys: {sorted(keys)}")
     return warnings
 
 

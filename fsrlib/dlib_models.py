@@ -18,6 +18,11 @@ import importlib.util
 import os
 from pathlib import Path
 
+try:  # reported as a reason by available() rather than failing at import
+    import dlib
+except ImportError:  # pragma: no cover - dlib-bin is a dependency
+    dlib = None
+
 SHAPE_68 = "shape_predictor_68_face_landmarks.dat"
 SHAPE_5 = "shape_predictor_5_face_landmarks.dat"
 FACE_REC = "dlib_face_recognition_resnet_model_v1.dat"
@@ -66,10 +71,8 @@ def model_path(name: str) -> Path:
 
 def available(*names: str) -> tuple[bool, str]:
     """``(True, "")`` when dlib imports and the named model files exist, else ``(False, reason)``."""
-    try:
-        import dlib  # noqa: F401
-    except ImportError as e:  # pragma: no cover - dlib is a dependency
-        return False, f"dlib is not installed ({e}); pip install dlib-bin"
+    if dlib is None:  # pragma: no cover - dlib is a dependency
+        return False, "dlib is not installed; pip install dlib-bin"
     try:
         for n in names or (SHAPE_68, FACE_REC):
             model_path(n)
@@ -81,24 +84,18 @@ def available(*names: str) -> tuple[bool, str]:
 @functools.lru_cache(maxsize=None)
 def face_detector():
     """dlib's HOG + linear SVM frontal face detector (built into dlib, no file)."""
-    import dlib
-
     return dlib.get_frontal_face_detector()
 
 
 @functools.lru_cache(maxsize=None)
 def cnn_face_detector():
     """dlib's MMOD CNN face detector (slower on CPU, more robust)."""
-    import dlib
-
     return dlib.cnn_face_detection_model_v1(str(model_path(MMOD_DETECTOR)))
 
 
 @functools.lru_cache(maxsize=None)
 def shape_predictor(n_points: int = 68):
     """dlib's iBUG 300-W 68-point (or 5-point) landmark regressor (ensemble of regression trees)."""
-    import dlib
-
     name = {68: SHAPE_68, 5: SHAPE_5}[n_points]
     return dlib.shape_predictor(str(model_path(name)))
 
@@ -106,6 +103,4 @@ def shape_predictor(n_points: int = 68):
 @functools.lru_cache(maxsize=None)
 def face_recognizer():
     """dlib's ResNet-29 face recognition network (128-d descriptors, 150x150 aligned chips)."""
-    import dlib
-
     return dlib.face_recognition_model_v1(str(model_path(FACE_REC)))

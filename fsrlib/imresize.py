@@ -161,7 +161,8 @@ def _torch_weights(in_len, out_len, scale, antialias, boundary, dtype, device):
     key = (in_len, out_len, float(scale), antialias, boundary, dtype, str(device))
     t = _TORCH_CACHE.get(key)
     if t is None:
-        t = torch.from_numpy(np.array(resize_weights(in_len, out_len, scale, antialias, boundary))).to(dtype=dtype, device=device)
+        w = np.array(resize_weights(in_len, out_len, scale, antialias, boundary))
+        t = torch.from_numpy(w).to(dtype=dtype, device=device)
         if len(_TORCH_CACHE) > 512:
             _TORCH_CACHE.clear()
         _TORCH_CACHE[key] = t

@@ -25,10 +25,9 @@ from typing import Mapping
 
 import torch
 import torch.nn as nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from . import models as _models  # noqa: F401  (registers the model zoo)
-from .models.common import count_params
+from .models.common import count_macs, count_params
 from .registry import MODELS
 
 __all__ = ["MODEL_FILE_FORMAT", "input_key", "resolve_model_file", "build_from_file", "load_run_model", "PriorNet",
@@ -153,10 +152,9 @@ class RunPredictor:
 
 def model_complexity(run: str | Path, runs_root: str | Path = "runs", size: int = 128) -> dict:
     """Parameters and MACs of a run's inference on one ``size``-px face (the prior network of a
-    two-stage run included): ``{"params_M", "macs_G", "input"}``. MACs = FLOPs / 2 counted by
-    ``FlopCounterMode`` (convolutions, matrix products; not element-wise operations), on the
-    ``meta`` device (shapes only, no arithmetic) and on the CPU when an operation has no meta
-    implementation."""
+    two-stage run included): ``{"params_M", "macs_G", "input"}``. MACs:
+    :func:`fsrlib.models.common.count_macs`, on the ``meta`` device (shapes only, no arithmetic)
+    and on the CPU when an operation has no meta implementation."""
     pred = RunPredictor.from_run(run, runs_root, "cpu")
     model = pred.model
     n_params = count_params(model) + (count_params(pred.prior.model) if pred.prior is not None else 0)
@@ -171,9 +169,7 @@ def model_complexity(run: str | Path, runs_root: str | Path = "runs", size: int 
                  "lr_up": torch.rand(1, 3, up, up, device=device)}
         if pred.prior_gt:
             batch[pred.prior_gt] = torch.rand(1, 3, size, size, device=device)
-        with torch.no_grad(), FlopCounterMode(display=False) as fc:
-            pred.maps(batch)
-        return fc.get_total_flops() / 2 / 1e9
+        return count_macs(pred.maps, batch) / 1e9
 
     try:
         macs = count("meta")

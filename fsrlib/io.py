@@ -93,6 +93,35 @@ def torch_save(obj, path) -> Path:
     return Path(path)
 
 
+# ====================================================================== float images -> uint8
+def uint8_levels(x) -> torch.Tensor:
+    """Images in [0, 1] (float tensor or array, any shape) -> float64 tensor of the uint8 levels
+    0..255 they are stored as: clamped, ``floor(x * 255 + 0.5)`` computed in float64 (round half
+    up, MATLAB ``im2uint8``). uint8 input is taken as it is.
+
+    The one float-to-uint8 conversion of the project: the SR PNGs of the evaluate stage, the
+    metrics (:func:`fsrlib.metrics.image.quantize`), figures and maps all go through it, so
+    what is scored, saved and shown agrees to the level."""
+    t = torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else torch.as_tensor(x)
+    if t.dtype == torch.uint8:
+        return t.to(torch.float64)
+    if not torch.is_floating_point(t):
+        raise TypeError(f"integer images must be uint8, got {t.dtype}")
+    return t.to(torch.float64, copy=True).clamp_(0.0, 1.0).mul_(255.0).add_(0.5).floor_()
+
+
+def to_uint8(x) -> np.ndarray:
+    """:func:`uint8_levels` as a uint8 numpy array, channels last for tensors: ``(N,C,H,W)`` ->
+    ``(N,H,W,C)``, ``(C,H,W)`` -> ``(H,W,C)``; numpy arrays and 2-D maps keep their layout."""
+    was_tensor = torch.is_tensor(x)
+    if was_tensor:
+        x = x.detach().cpu()
+    q = uint8_levels(x).to(torch.uint8)
+    if was_tensor and q.dim() in (3, 4):
+        q = q.permute(*range(q.dim() - 3), -2, -1, -3)
+    return np.ascontiguousarray(q.numpy())
+
+
 # ====================================================================== checksums and downloads
 class OfflineError(RuntimeError):
     """A file that must be downloaded is not here and cannot be fetched."""

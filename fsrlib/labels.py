@@ -40,8 +40,15 @@ Derived maps (all from a label map, so they are exact and cheap to recompute):
   clamped to [0, 1] (ParsingNet's target; W-Net's LR parsing map);
 * :func:`parts11` — the thesis' 11 maps (spec 004 section 4 default list);
 * :func:`regions4` — W-Net's key regions: eyes, brows, nose, mouth (lips + inner mouth).
+
+The dataset computes every map registered in :data:`LABEL_MAPS` (``skin``, ``skin_lr``,
+``parts11``, ``regions``) as a batch key: a method whose loss needs another map registers it
+with :func:`register_map` (``fn(labels (H, W), scale) -> float32 (C, h, w)``) and names it as
+the loss's ``target:`` or ``mask:``.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import numpy as np
 
@@ -50,7 +57,7 @@ from .imresize import imresize
 __all__ = [
     "CLASSES", "N_CLASSES", "COLORS", "L_IS_IMAGE_LEFT", "LR_PAIRS", "PARTS11", "PARTS11_NAMES",
     "PARTS11_FLIP", "REGIONS4", "REGIONS4_NAMES", "skin_map", "skin_lr", "parts11", "regions4",
-    "flip_labels", "flip_parts11", "colorize", "overlay", "class_index",
+    "flip_labels", "flip_parts11", "colorize", "overlay", "class_index", "LABEL_MAPS", "register_map",
 ]
 
 CLASSES = ("bg", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "l_ear", "r_ear", "ear_r",
@@ -138,3 +145,43 @@ def overlay(image, labels, alpha: float = 0.5) -> np.ndarray:
     m = (lab > 0)[..., None]
     out = np.where(m, (1 - alpha) * img + alpha * col, img)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+# ====================================================================== maps the dataset computes
+#: batch key -> ``fn(labels (H, W) uint8, scale) -> float32 array (C, h, w)``
+LABEL_MAPS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {}
+
+
+def register_map(name: str):
+    """Decorator: the dataset (:class:`fsrlib.data.datasets.FaceSRDataset`) computes ``name`` from
+    the label map of every face (after augmentation, so it stays consistent)."""
+
+    def deco(fn):
+        if name in LABEL_MAPS:
+            raise KeyError(f"label map {name!r} registered twice")
+        LABEL_MAPS[name] = fn
+        return fn
+
+    return deco
+
+
+@register_map("skin")
+def _skin3(labels, scale: int) -> np.ndarray:
+    """3 x H x W binary skin map (FishFSRNet / W-Net target), replicated over the channels."""
+    return np.repeat((_np(labels) == 1).astype(np.float32)[None], 3, axis=0)
+
+
+@register_map("skin_lr")
+def _skin_lr3(labels, scale: int) -> np.ndarray:
+    """3 x (H/s) x (W/s) skin map at LR size (ParsingNet's target), replicated over the channels."""
+    return np.repeat(skin_lr(labels, scale)[None], 3, axis=0)
+
+
+@register_map("parts11")
+def _parts11(labels, scale: int) -> np.ndarray:
+    return parts11(labels)
+
+
+@register_map("regions")
+def _regions4(labels, scale: int) -> np.ndarray:
+    return regions4(labels)

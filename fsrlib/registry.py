@@ -52,9 +52,18 @@ class Registry:
             raise KeyError(f"{self.kind} {name!r} registered twice")
         self._presets[name] = (base, dict(defaults))
 
+    def unregister(self, name: str) -> None:
+        """Remove a registered name (tests that add a toy model clean up with it)."""
+        self._items.pop(name, None)
+        self._presets.pop(name, None)
+
     # ------------------------------------------------------------------ lookup
     def names(self) -> list[str]:
         return sorted([*self._items, *self._presets])
+
+    def presets(self) -> dict[str, tuple[str, dict]]:
+        """``{preset: (base type, its defaults)}`` (copies)."""
+        return {k: (b, dict(d)) for k, (b, d) in self._presets.items()}
 
     def __contains__(self, name: str) -> bool:
         return name in self._items or name in self._presets

@@ -22,9 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 def make_checkpoint(runs_root: Path, method: str, scale: int, model: dict, seed: int = 0) -> Path:
     """``runs_root/<method>-x<scale>/model.pt`` as ``Trainer._finish`` writes it (random init
     weights: the tests check plumbing, not quality)."""
+    from fsrlib.inference import MODEL_FILE_FORMAT
     from fsrlib.models.common import count_params
     from fsrlib.registry import MODELS
-    from fsrlib.inference import MODEL_FILE_FORMAT
     from fsrlib.train.schema import validate_config
 
     c = validate_config({"method": method, "scale": scale, "iters": 1, "model": model, "losses": [{"type": "l1"}],

@@ -9,10 +9,17 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from fsrlib.data.align import (FaceAligner, key_points, read_pts, similarity_from_points, split_identities,
-                               template_points, apply_transform)
-from fsrlib.pipeline.prepare import prepare
+from fsrlib.data.align import (
+    FaceAligner,
+    apply_transform,
+    key_points,
+    read_pts,
+    similarity_from_points,
+    split_identities,
+    template_points,
+)
 from fsrlib.io import OfflineError
+from fsrlib.pipeline.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from fsrlib import losses as L
-from fsrlib.losses import vgg as V
 from fsrlib.io import OfflineError
+from fsrlib.losses import vgg as V
 from fsrlib.registry import ConfigError
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import find_mirror
 import torch
+from conftest import find_mirror
 from PIL import Image
 
 from fsrlib import dlib_models

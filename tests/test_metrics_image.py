@@ -8,12 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import find_mirror
 import torch
+from conftest import find_mirror
 from PIL import Image
 from scipy.ndimage import gaussian_filter
 
 from fsrlib.metrics import image as M
+from fsrlib.metrics import learned as LM
+from fsrlib.metrics import scoring as SC
 from fsrlib.registry import METRICS, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +87,8 @@ def test_y_known_values():
 def test_quantize_matlab_rounding(faces):
     hr_t = torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255.0
     np.testing.assert_array_equal(M.quantize(hr_t).numpy(), faces.transpose(0, 3, 1, 2))  # exact round trip
-    x = torch.tensor([-0.1, 0.5 / 255, 1.5 / 255, 0.49 / 255, 254.5 / 255, 1.2], dtype=torch.float64).view(1, 1, 1, 6).expand(1, 3, 1, 6)
+    x = torch.tensor([-0.1, 0.5 / 255, 1.5 / 255, 0.49 / 255, 254.5 / 255, 1.2], dtype=torch.float64)
+    x = x.view(1, 1, 1, 6).expand(1, 3, 1, 6)
     before = x.clone()
     np.testing.assert_array_equal(M.quantize(x)[0, 0, 0].numpy(), [0, 1, 2, 0, 255, 255])  # half up, clamped
     assert torch.equal(x, before)  # the caller's tensor is untouched
@@ -156,12 +159,12 @@ def test_identical_images(pairs):
     assert torch.isinf(p).all() and (p > 0).all()
     assert torch.allclose(M.ssim(hr_t, hr_t), torch.ones(len(hr_t), dtype=torch.float64))
     assert (M.psnr(hr_t, hr_t, max_db=100.0) == 100.0).all()
-    df, agg, missing = M.evaluate_images(hr_t, hr_t, metrics=["psnr", "ssim"], progress=False)
+    df, agg, missing = SC.evaluate_images(hr_t, hr_t, metrics=["psnr", "ssim"], progress=False)
     assert np.isinf(df["psnr"]).all()
     assert agg["psnr"] is None and "inf" in missing["psnr"]
     assert agg["ssim"] == pytest.approx(1.0)
     json.dumps(agg)  # no Infinity in what goes to metrics.json
-    _, agg2, missing2 = M.evaluate_images(hr_t, hr_t, metrics=[{"type": "psnr", "max_db": 100.0}], progress=False)
+    _, agg2, missing2 = SC.evaluate_images(hr_t, hr_t, metrics=[{"type": "psnr", "max_db": 100.0}], progress=False)
     assert agg2["psnr"] == 100.0 and not missing2
 
 
@@ -175,19 +178,19 @@ def test_crop_border_validation(pairs):
 
 # ---------------------------------------------------------------------- LPIPS
 def _alexnet_hub_file() -> Path:
-    return M.torch_hub_checkpoint(M._TV_URLS["alex"])
+    return LM.torch_hub_checkpoint(LM._TV_URLS["alex"])
 
 
 def test_lpips_reports_missing_not_zero(pairs):
     if _alexnet_hub_file().exists():
         pytest.skip("AlexNet weights are present on this machine")
     sr_t, hr_t, _, _ = pairs
-    m = M.LPIPS()
+    m = LM.LPIPS()
     ok, reason = m.available()
     assert not ok and "AlexNet" in reason and "offline" in reason
     with pytest.raises(RuntimeError):
         m(sr_t, hr_t)
-    df, agg, missing = M.evaluate_images(sr_t, hr_t, metrics=["psnr", "lpips"], progress=False)
+    df, agg, missing = SC.evaluate_images(sr_t, hr_t, metrics=["psnr", "lpips"], progress=False)
     assert agg["lpips"] is None and "lpips" not in df.columns
     assert "AlexNet backbone weights not on this machine" in missing["lpips"]
     assert agg["psnr"] is not None
@@ -209,7 +212,7 @@ def test_lpips_plumbing_with_random_backbone(pairs, tmp_path):
     sr_t, hr_t, sr8, hr8 = pairs
     w = tmp_path / "alexnet_random_features.pth"
     _random_alexnet_features(w)
-    m = M.build_metric({"type": "lpips", "backbone_weights": str(w)})
+    m = SC.build_metric({"type": "lpips", "backbone_weights": str(w)})
     assert m.available() == (True, "")
     v = m(sr_t, hr_t)
     assert v.shape == (len(hr8),) and (v > 0).all()
@@ -230,7 +233,7 @@ def test_lpips_plumbing_with_random_backbone(pairs, tmp_path):
         expected = ref(x, y).flatten().double()
     torch.testing.assert_close(v, expected, rtol=1e-5, atol=1e-6)
 
-    df, agg, missing = M.evaluate_images(sr_t, hr_t, metrics=["lpips"], lpips_weights=str(w), progress=False)
+    df, agg, missing = SC.evaluate_images(sr_t, hr_t, metrics=["lpips"], lpips_weights=str(w), progress=False)
     assert not missing and agg["lpips"] == pytest.approx(float(v.mean()), rel=1e-6)
     np.testing.assert_allclose(df["lpips"], v.numpy(), rtol=1e-6)
 
@@ -238,12 +241,12 @@ def test_lpips_plumbing_with_random_backbone(pairs, tmp_path):
 def test_lpips_hub_cache_lookup_and_hash_check(monkeypatch, tmp_path):
     """Availability comes from the torch hub cache file; a corrupt file there is rejected."""
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
-    ok, reason = M.LPIPS().available()
+    ok, reason = LM.LPIPS().available()
     assert not ok and str(tmp_path) in reason
     f = tmp_path / "checkpoints" / "alexnet-owt-7be5be79.pth"
     f.parent.mkdir()
     f.write_bytes(b"not the real weights")
-    ok, reason = M.LPIPS().available()
+    ok, reason = LM.LPIPS().available()
     assert not ok and "sha256" in reason
 
 
@@ -273,12 +276,12 @@ def test_vif_identity_and_blur(pairs):
 
 # ---------------------------------------------------------------------- FID
 def test_fid_missing_with_reason(pairs):
-    if M.torch_hub_checkpoint(M.FID_WEIGHTS_URL).exists():
+    if LM.torch_hub_checkpoint(LM.FID_WEIGHTS_URL).exists():
         pytest.skip("FID Inception weights are present on this machine")
     sr_t, hr_t, _, _ = pairs
-    df, agg, missing = M.evaluate_images(sr_t, hr_t, metrics=["fid"], progress=False)
+    df, agg, missing = SC.evaluate_images(sr_t, hr_t, metrics=["fid"], progress=False)
     assert agg["fid"] is None and "Inception" in missing["fid"] and "fid" not in df.columns
-    ok, reason = M.FID(weights="/nonexistent/pt_inception.pth").available()
+    ok, reason = LM.FID(weights="/nonexistent/pt_inception.pth").available()
     assert not ok and "/nonexistent" in reason
 
 
@@ -297,18 +300,22 @@ def test_fid_plumbing_with_a_stand_in_network(pairs, tmp_path, monkeypatch):
         assert weights == str(w)
         return lambda x: [(torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1) @ proj)[:, :, None, None]]
 
-    monkeypatch.setattr(M, "_fid_model", stand_in)
-    m = M.FID(weights=str(w), batch_size=4)
+    monkeypatch.setattr(LM, "_fid_model", stand_in)
+    m = LM.FID(weights=str(w), batch_size=4)
     assert m.available() == (True, "")
     assert m(hr_t, hr_t) == pytest.approx(0.0, abs=1e-6)
     value = m(sr_t, hr_t)
-    f = lambda t: (torch.nn.functional.adaptive_avg_pool2d(M.quantize(t).float() / 255, 8).flatten(1) @ proj).double().numpy()  # noqa: E731
+
+    def f(t):
+        pooled = torch.nn.functional.adaptive_avg_pool2d(M.quantize(t).float() / 255, 8).flatten(1)
+        return (pooled @ proj).double().numpy()
+
     a, b = f(sr_t), f(hr_t)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # pytorch-fid's sqrtm(disp=) on scipy 1.17
         ref = calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
     assert value == pytest.approx(ref, rel=1e-4) and value > 0
-    _, agg, missing = M.evaluate_images(sr_t, hr_t, metrics=["psnr", "fid"], fid_weights=str(w), batch_size=4,
+    _, agg, missing = SC.evaluate_images(sr_t, hr_t, metrics=["psnr", "fid"], fid_weights=str(w), batch_size=4,
                                         progress=False)
     assert not missing and agg["fid"] == pytest.approx(value, rel=1e-6)
 
@@ -324,7 +331,7 @@ def test_registry_metadata():
     assert "crop 0" in METRICS.build("ssim_rgb").convention and "RGB" in METRICS.build("ssim_rgb").convention
     with pytest.raises(ConfigError):
         METRICS.validate({"type": "psnr", "crop": 8})
-    info = M.describe_metrics(["psnr", "ssim", "lpips", "vif", "fid"], crop_border=8)
+    info = SC.describe_metrics(["psnr", "ssim", "lpips", "vif", "fid"], crop_border=8)
     json.dumps(info)
     assert info["ssim"]["convention"].startswith("Y BT.601, uint8, crop 8")
     assert info["fid"]["per_image"] is False and info["psnr"]["range"] == [0.0, None]
@@ -334,7 +341,7 @@ def test_evaluate_images_table(pairs):
     sr_t, hr_t, sr8, hr8 = pairs
     names = [f"img{i}" for i in range(len(hr8))]
     metrics = ["psnr", "ssim", "psnr_rgb", "ssim_rgb", "vif", {"type": "psnr", "crop_border": 0, "name": "psnr_c0"}]
-    df, agg, missing = M.evaluate_images(sr_t, hr_t, metrics=metrics, crop_border=8, names=names, batch_size=4,
+    df, agg, missing = SC.evaluate_images(sr_t, hr_t, metrics=metrics, crop_border=8, names=names, batch_size=4,
                                          progress=False)
     assert list(df.columns) == ["index", "name", "psnr", "ssim", "psnr_rgb", "ssim_rgb", "vif", "psnr_c0"]
     assert len(df) == len(hr8) and not missing
@@ -343,7 +350,7 @@ def test_evaluate_images_table(pairs):
     for k in ("psnr", "ssim", "vif"):
         assert agg[k] == pytest.approx(df[k].mean())
     # uint8 HxWx3 inputs give the same numbers as the float tensors
-    df2, agg2, _ = M.evaluate_images(list(sr8), hr8, metrics=["psnr", "ssim"], crop_border=8, progress=False)
+    df2, agg2, _ = SC.evaluate_images(list(sr8), hr8, metrics=["psnr", "ssim"], crop_border=8, progress=False)
     assert agg2["psnr"] == pytest.approx(agg["psnr"], abs=1e-12)
     with pytest.raises(ValueError, match="twice"):
-        M.evaluate_images(sr_t, hr_t, metrics=["psnr", "psnr"], progress=False)
+        SC.evaluate_images(sr_t, hr_t, metrics=["psnr", "psnr"], progress=False)

@@ -52,7 +52,7 @@ def test_param_matched_baselines():
     assert abs(n_params("aminet_ffn_matched") - 12.11e6) / 12.11e6 < 0.01
 
 
-ABLATIONS = [n for n in MODELS.names() if n.startswith("aminet_") and n not in ("aminet_s", "aminet_demo")
+ABLATIONS = [n for n in MODELS.names() if n.startswith("aminet_") and n != "aminet_s"
              and not n.endswith("_matched")]
 
 
@@ -195,10 +195,10 @@ def test_selective_kernel_fusion_variants():
         SelectiveKernelFusion(4, pools=("avg",), squeeze="none")
 
 
-def test_demo_preset_is_the_same_maths_in_nhwc():
+def test_channels_last_is_the_same_maths_in_nhwc():
     x = torch.rand(1, 3, 128, 128)
     outs = []
-    for cfg in ({"type": "aminet", "C": 4}, "aminet_demo"):
+    for cfg in ({"type": "aminet", "C": 4}, {"type": "aminet", "C": 4, "channels_last": True}):
         torch.manual_seed(0)
         m = build_model(cfg).eval()
         with torch.no_grad():

@@ -117,9 +117,13 @@ def test_rejects_bad_options():
         build_model("pgnet", scale=3, **TINY)
 
 
-def test_demo_preset_runs():
+DEMO = dict(n_feats=16, fc_reduction=4, head_kernel=3, prior_ch=8, prior_n_res=1, fusion_ch=8, channels_last=True)
+
+
+def test_demo_width_keeps_the_topology():
+    """The CPU demo's slim widths (params.yaml methods.pgnet.model) keep all 16 blocks."""
     torch.manual_seed(0)
-    m = build_model("pgnet_demo")
+    m = build_model({"type": "pgnet", **DEMO})
     out = m.forward_maps(torch.rand(2, 3, 16, 16))
     assert out["sr"].shape == (2, 3, 128, 128) and out["parsing"].shape == (2, 11, 128, 128)
     assert len(m.sr_branch.body) == 16  # same topology, slim widths

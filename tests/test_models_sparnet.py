@@ -158,7 +158,9 @@ def test_baseline_has_no_attention_and_same_feature_branches():
     m = build_model({"type": "sparnet_baseline", **TINY}).eval()
     with torch.no_grad():
         out = m.forward_maps(torch.rand(1, 3, 32, 32))
-    assert out["attention"] == [] and out["sr"].shape == (1, 3, 32, 32)
+    # no attention, so it declares none (the report then draws no attention figure for it)
+    assert m.maps == () and set(out) == {"sr"} and out["sr"].shape == (1, 3, 32, 32)
+    assert meta("sparnet").maps == ("attention", "attention_fau")
 
 
 @pytest.mark.parametrize("m_size,depths", [

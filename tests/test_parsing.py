@@ -15,8 +15,19 @@ import torch
 from PIL import Image
 
 from fsrlib.io import OfflineError
-from fsrlib.labels import (CLASSES, PARTS11_NAMES, class_index, colorize, flip_labels, flip_parts11, overlay, parts11,
-                           regions4, skin_lr, skin_map)
+from fsrlib.labels import (
+    CLASSES,
+    PARTS11_NAMES,
+    class_index,
+    colorize,
+    flip_labels,
+    flip_parts11,
+    overlay,
+    parts11,
+    regions4,
+    skin_lr,
+    skin_map,
+)
 from fsrlib.parsing import make_parser
 from fsrlib.pipeline.parse import parse_all
 
@@ -131,7 +142,8 @@ def test_bisenet_builds_and_loads_the_official_keys_strictly():
         if k.endswith("running_var"):
             sd[k] = sd[k].abs() + 0.5
     net.load_state_dict(sd, strict=True)
-    assert torch.equal(net.state_dict()["cp.resnet.layer3.0.downsample.0.weight"], sd["cp.resnet.layer3.0.downsample.0.weight"])
+    key = "cp.resnet.layer3.0.downsample.0.weight"
+    assert torch.equal(net.state_dict()[key], sd[key])
     # an old-style checkpoint: DataParallel prefix and no num_batches_tracked
     old = {"module." + k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}
     load_state_dict_official(BiSeNet(19), old)

@@ -2,15 +2,12 @@
 about ten real faces (a tiny copy of the mirror), in a project folder of their own."""
 import json
 import shutil
-import sys
 
 import pandas as pd
+import papermill
 import pytest
 import yaml
-
 from conftest import REPO
-
-import papermill
 
 
 @pytest.fixture(scope="module")

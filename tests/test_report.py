@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
+from fsrlib.config import parse_run_name  # noqa: E402
 from fsrlib.report import figures as F  # noqa: E402
 from fsrlib.report import results as RES  # noqa: E402
 from fsrlib.report import specs as SP  # noqa: E402
@@ -163,7 +164,7 @@ def _dump(path: Path, obj) -> None:
 
 def _result(root: Path, run: str, testset: str, metrics: dict, downstream: dict | None = None,
             protocol: dict | None = None, n: int = 50):
-    key, scale, _ = RES.parse_run_name(run)
+    key, scale, _ = parse_run_name(run)
     proto = {**PROTO, **(protocol or {})}
     missing = {k: LPIPS_REASON for k, v in metrics.items() if v is None}
     _dump(root / "results" / run / testset / "metrics.json",

@@ -23,14 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from fsrlib.inference import RunPredictor, load_run_model  # noqa: E402
 from fsrlib.models.common import FSRModel  # noqa: E402
 from fsrlib.registry import MODELS, ConfigError  # noqa: E402
 from fsrlib.train import trainer as T  # noqa: E402
-from fsrlib.train.schedules import lr_factor  # noqa: E402
-from fsrlib.train.schema import validate_config  # noqa: E402
 from fsrlib.train.distributed import ShardedBatchSampler  # noqa: E402
 from fsrlib.train.ema import ModelEMA  # noqa: E402
-from fsrlib.inference import RunPredictor, load_run_model  # noqa: E402
+from fsrlib.train.schedules import lr_factor  # noqa: E402
+from fsrlib.train.schema import validate_config  # noqa: E402
 
 SCALE = 8
 
@@ -266,7 +266,7 @@ def test_config_validation_fails_early():
     with pytest.raises(ConfigError, match="optim"):
         validate_config(base_cfg(optim={"type": "adam", "lr": 1e-4, "momentum": 0.9}))
     c = validate_config(base_cfg(recipe="gan", d_model={"type": "test_tiny_d"},
-                                   losses=[{"type": "l1"}, {"type": "adversarial", "gan_type": "hinge", "weight": 0.1}]))
+                                 losses=[{"type": "l1"}, {"type": "adversarial", "gan_type": "hinge", "weight": 0.1}]))
     assert c["d_losses"] == [{"type": "adversarial", "gan_type": "hinge", "weight": 1.0}]
     assert c["run"] == "tiny-x8" and c["model"]["scale"] == SCALE and c["d_optim"] == c["optim"]
 
@@ -333,7 +333,8 @@ def test_fit_logs_loss_sub_terms(tmp_path):
     assert (live / "plots" / "metrics" / "train" / "pgnet_content_final.tsv").exists()
 
 
-@pytest.mark.parametrize("d_type,gan_type,fm", [("test_tiny_d", "hinge", True), ("test_tiny_logit_d", "vanilla", False)])
+@pytest.mark.parametrize("d_type,gan_type,fm",
+                         [("test_tiny_d", "hinge", True), ("test_tiny_logit_d", "vanilla", False)])
 def test_gan_step(tmp_path, d_type, gan_type, fm):
     losses = [{"type": "l1", "weight": 10}, {"type": "adversarial", "gan_type": gan_type, "weight": 0.01}]
     if fm:
@@ -515,6 +516,8 @@ def test_ddp_two_processes_match(tmp_path):
 
 
 # ====================================================================== real models (tiny widths)
+PGNET_DEMO = dict(n_feats=16, fc_reduction=4, head_kernel=3, prior_ch=8, prior_n_res=1, fusion_ch=8,
+                  channels_last=True)  # params.yaml methods.pgnet.model
 REAL = [
     ("sparnet", dict(model={"type": "sparnet", "min_ch": 4, "max_ch": 8, "res_depth": 1, "att_ch": 4},
                      losses=[{"type": "sparnet_pix"}])),
@@ -527,9 +530,9 @@ REAL = [
                          "hg_depth": 2, "n_resblocks": 1},
                   losses=[{"type": "mse"}, {"type": "wnet_parsing", "target": "skin_lr"},
                           {"type": "wnet_key_region", "weight": 0.5}])),
-    ("pgnet", dict(model={"type": "pgnet_demo"}, losses=[{"type": "pgnet_content"}],
+    ("pgnet", dict(model={"type": "pgnet", **PGNET_DEMO}, losses=[{"type": "pgnet_content"}],
                    optim={"type": "rmsprop", "lr": 1e-4})),
-    ("pgnet_gan", dict(model={"type": "pgnet_demo"}, recipe="gan",
+    ("pgnet_gan", dict(model={"type": "pgnet", **PGNET_DEMO}, recipe="gan",
                        d_model={"type": "srgan_d", "base_ch": 8, "fc_dim": 64},
                        losses=[{"type": "pgnet_content"}, {"type": "adversarial", "weight": 1e-3}],
                        optim={"type": "rmsprop", "lr": 1e-4})),

@@ -62,14 +62,13 @@ from typing import Any
 import cv2
 import dlib
 import numpy as np
-import pandas as pd
 
 from .. import dlib_models
 from ..settings import STAGE_DEFAULTS
 
 __all__ = [
     "DEFAULTS", "TEMPLATE_BASE", "template_points", "FaceAligner", "key_points", "similarity_from_points",
-    "apply_transform", "read_pts", "split_identities", "read_faces", "load_landmarks",
+    "apply_transform", "read_pts", "split_identities",
     "AlignResult",
 ]
 
@@ -248,20 +247,4 @@ def split_identities(identities, fractions=(0.8, 0.1, 0.1), seed: int = 0) -> di
     out = {}
     for rank, k in enumerate(order):
         out[ids[k]] = "train" if rank < n_train else ("val" if rank < n_train + n_val else "test")
-    return out
-
-
-# ====================================================================== the stage's outputs
-def read_faces(faces_root="data/faces"):
-    """``faces.csv`` as a DataFrame; names and files stay strings (CelebA's "000114" would
-    otherwise become the integer 114 and its image path would break)."""
-    return pd.read_csv(Path(faces_root) / "faces.csv", dtype={"name": str, "file": str})
-
-
-def load_landmarks(faces_root="data/faces") -> dict:
-    """``{"dataset/name": {"detected": (68,2), "gt": (68,2) or None}}`` from landmarks.npz."""
-    z = np.load(Path(faces_root) / "landmarks.npz")
-    out = {}
-    for k, d, g in zip(z["keys"], z["detected"], z["gt"]):
-        out[str(k)] = {"detected": d, "gt": None if np.isnan(g).all() else g}
     return out

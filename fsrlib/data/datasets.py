@@ -2,8 +2,9 @@
 dicts of docs/conventions.md.
 
 Reads ``{root}/faces/faces.csv`` and the faces, ``{root}/lr/x{s}/...`` (degrade stage) and
-``{root}/parsing/labels/...`` (parse stage). ``skin``, ``skin_lr``, ``parts11`` and
-``regions`` are computed from the label map (exact, and consistent under augmentation).
+``{root}/parsing/labels/...`` (parse stage). Every map registered in
+:data:`fsrlib.labels.LABEL_MAPS` (``skin``, ``skin_lr``, ``parts11``, ``regions``, and any a
+method adds) is computed from the label map (exact, and consistent under augmentation).
 
 Augmentation (``augment`` dict, or None for none), applied in this order:
 
@@ -45,14 +46,24 @@ from torch.utils.data import Dataset
 
 from ..imresize import imresize
 from ..io import read_u8
-from ..labels import flip_labels, parts11, regions4, skin_lr
-from .align import load_landmarks, read_faces
+from ..labels import LABEL_MAPS, flip_labels
+from .faces import load_landmarks, read_faces
 from .degrade import blind_degrade
 
-__all__ = ["FaceSRDataset", "ALL_KEYS", "LABEL_KEYS", "to_tensor"]
+__all__ = ["FaceSRDataset", "IMAGE_KEYS", "all_keys", "label_keys", "to_tensor"]
 
-ALL_KEYS = ("hr", "lr", "lr_up", "labels", "skin", "skin_lr", "parts11", "regions", "landmarks", "landmarks_gt")
-LABEL_KEYS = ("labels", "skin", "skin_lr", "parts11", "regions")
+#: the keys read from the stages' files (the label maps are :data:`fsrlib.labels.LABEL_MAPS`)
+IMAGE_KEYS = ("hr", "lr", "lr_up", "labels", "landmarks", "landmarks_gt")
+
+
+def label_keys() -> tuple[str, ...]:
+    """``labels`` and every registered label map (computed from it)."""
+    return ("labels", *LABEL_MAPS)
+
+
+def all_keys() -> tuple[str, ...]:
+    """Every batch key a :class:`FaceSRDataset` can give."""
+    return (*IMAGE_KEYS, *LABEL_MAPS)
 
 
 def to_tensor(img_u8) -> torch.Tensor:
@@ -76,9 +87,10 @@ class FaceSRDataset(Dataset):
         self.scale = int(scale)
         self.hr_size = int(hr_size)
         self.keys = tuple(keys)
-        unknown = set(self.keys) - set(ALL_KEYS) - {"name", "dataset", "split"}
+        unknown = set(self.keys) - set(all_keys()) - {"name", "dataset", "split"}
         if unknown:
-            raise ValueError(f"unknown keys {sorted(unknown)}; available: {ALL_KEYS}")
+            raise ValueError(f"unknown keys {sorted(unknown)}; available: {all_keys()} "
+                             "(a new map: fsrlib.labels.register_map)")
         self.augment = dict(augment or {})
         bad = set(self.augment) - {"hflip", "rot90", "rescale"}
         if bad:
@@ -140,7 +152,7 @@ class FaceSRDataset(Dataset):
     def __getitem__(self, i: int) -> dict:
         r = self.df.iloc[int(i)]
         rng = np.random.default_rng([self.seed, self.epoch, int(i)])
-        need_labels = any(k in self.keys for k in LABEL_KEYS)
+        need_labels = any(k in self.keys for k in label_keys())
         need_lr = any(k in self.keys for k in ("lr", "lr_up"))
         hr = read_u8(self._path("hr", r))
         lab = None
@@ -219,14 +231,9 @@ class FaceSRDataset(Dataset):
             lab = np.ascontiguousarray(lab)
             if "labels" in self.keys:
                 out["labels"] = torch.from_numpy(lab.astype(np.int64))
-            if "skin" in self.keys:
-                out["skin"] = torch.from_numpy(np.repeat((lab == 1).astype(np.float32)[None], 3, axis=0))
-            if "skin_lr" in self.keys:
-                out["skin_lr"] = torch.from_numpy(np.repeat(skin_lr(lab, self.scale)[None], 3, axis=0))
-            if "parts11" in self.keys:
-                out["parts11"] = torch.from_numpy(parts11(lab))
-            if "regions" in self.keys:
-                out["regions"] = torch.from_numpy(regions4(lab))
+            for k in self.keys:
+                if k in LABEL_MAPS:
+                    out[k] = torch.from_numpy(LABEL_MAPS[k](lab, self.scale))
         if "landmarks" in self.keys or "landmarks_gt" in self.keys:
             lm = self._landmarks()[f"{r['dataset']}/{r['name']}"]
             if "landmarks" in self.keys:

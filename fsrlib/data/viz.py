@@ -10,8 +10,10 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from ..io import to_uint8
 from ..labels import colorize, overlay
-from .align import load_landmarks, read_faces, template_points
+from .align import template_points
+from .faces import load_landmarks, read_faces
 
 __all__ = ["image_grid", "show_faces_with_landmarks", "show_lr_hr", "show_parsing", "counts_table"]
 
@@ -23,7 +25,7 @@ def _as_uint8(img) -> np.ndarray:
             img = img.transpose(1, 2, 0)
     img = np.asarray(img)
     if img.dtype != np.uint8:
-        img = np.clip(img * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        img = to_uint8(img)
     if img.ndim == 3 and img.shape[2] == 1:
         img = img[..., 0]
     return img

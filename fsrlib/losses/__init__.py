@@ -72,7 +72,7 @@ for _m in pkgutil.iter_modules(__path__):  # every loss file registers its losse
 __all__ = [
     "Loss", "PixelLoss", "PerceptualLoss", "AdversarialLoss", "FeatureMatchingLoss",
     "KeyRegionLoss", "ParsingMapLoss", "PGNetContentLoss", "build_loss", "build_losses",
-    "validate_loss_config", "split_d_output", "LOSSES",
+    "validate_loss_config", "batch_keys", "split_d_output", "LOSSES",
 ]
 
 
@@ -107,3 +107,9 @@ def validate_loss_config(cfg: Mapping[str, Any] | str) -> None:
     cfg = {"type": cfg} if isinstance(cfg, str) else dict(cfg)
     cfg.pop("name", None)
     LOSSES.validate(cfg)
+
+
+def batch_keys(losses: Iterable[Loss]) -> set[str]:
+    """The batch keys a set of built losses reads (the union of :meth:`Loss.batch_keys`): the
+    one way the trainer and the train stage find what the dataset must compute."""
+    return {k for loss in losses for k in loss.batch_keys()}

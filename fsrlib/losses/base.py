@@ -31,11 +31,14 @@ class Loss(nn.Module):
         if mask is not None and not self.supports_mask:
             raise ConfigError(f"{type(self).__name__} does not support mask={mask!r}")
 
-    # keys this loss reads (for up-front checks by the trainer)
     def pred_keys(self) -> list[str]:
+        """The model outputs this loss reads (the trainer checks them before the first step)."""
         return [self.pred]
 
     def batch_keys(self) -> list[str]:
+        """The batch keys this loss reads: ``target`` and ``mask``; a loss that reads more says so
+        here (PGNet's content loss adds ``parsing_target``). The one way the train stage finds
+        what the dataset must compute (:func:`fsrlib.losses.batch_keys`)."""
         return [self.target] + ([self.mask] if self.mask else [])
 
     def _pred(self, out: Mapping[str, Any], key: str | None = None) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 from ..registry import LOSSES
-from .base import Loss, elementwise, masked_mean, check_shapes
+from .base import Loss, check_shapes, elementwise, masked_mean
 
 __all__ = ["PixelLoss"]
 

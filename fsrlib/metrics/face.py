@@ -76,14 +76,18 @@ _INF = math.inf
 FACE_METRICS: dict[str, MetricInfo] = {
     m.name: m
     for m in [
-        MetricInfo("identity_cos", True, (-1.0, 1.0), "dlib resnet v1 128-d, cosine SR vs HR, chips aligned with HR's 68-pt shape"),
+        MetricInfo("identity_cos", True, (-1.0, 1.0),
+                   "dlib resnet v1 128-d, cosine SR vs HR, chips aligned with HR's 68-pt shape"),
         MetricInfo("identity_dist", False, (0.0, _INF), "dlib resnet v1 128-d, Euclidean SR vs HR"),
         MetricInfo("identity_cos_arcface", True, (-1.0, 1.0), "ArcFace IResNet 512-d, cosine SR vs HR, 112x112"),
-        MetricInfo("verif_acc", True, (0.0, 1.0), "SR probe vs HR of other images, balanced seeded pairs, dlib distance < 0.6", False),
+        MetricInfo("verif_acc", True, (0.0, 1.0),
+                   "SR probe vs HR of other images, balanced seeded pairs, dlib distance < 0.6", False),
         MetricInfo("verif_acc_best", True, (0.0, 1.0), "as verif_acc at the best (oracle) threshold", False),
         MetricInfo("lmk_dist_px", False, (0.0, _INF), "dlib 68-pt on SR vs on HR, rect from HR, mean L2 px"),
-        MetricInfo("lmk_nme_io", False, (0.0, _INF), "lmk_dist / outer-eye-corner distance (iBUG 37-46) of HR landmarks"),
-        MetricInfo("lmk_auc10", True, (0.0, 100.0), "100 * integral_0^0.1 CED(t) dt / 0.1 of lmk_nme_io, failures = inf", False),
+        MetricInfo("lmk_nme_io", False, (0.0, _INF),
+                   "lmk_dist / outer-eye-corner distance (iBUG 37-46) of HR landmarks"),
+        MetricInfo("lmk_auc10", True, (0.0, 100.0),
+                   "100 * integral_0^0.1 CED(t) dt / 0.1 of lmk_nme_io, failures = inf", False),
         MetricInfo("lmk_dist_gt_px", False, (0.0, _INF), "dlib 68-pt on SR vs ground truth, mean L2 px"),
         MetricInfo("lmk_nme_gt_io", False, (0.0, _INF), "vs ground truth / GT outer-eye-corner distance"),
         MetricInfo("lmk_auc10_gt", True, (0.0, 100.0), "AUC@0.1 of lmk_nme_gt_io in %", False),
@@ -223,7 +227,8 @@ def auc(errors: Sequence[float], threshold: float = 0.1) -> float:
 
 
 # ====================================================================== verification
-def _sample_pairs(identities: np.ndarray, valid_p: np.ndarray, valid_g: np.ndarray, n_pairs: int, rng) -> tuple[np.ndarray, np.ndarray]:
+def _sample_pairs(identities: np.ndarray, valid_p: np.ndarray, valid_g: np.ndarray, n_pairs: int,
+                  rng) -> tuple[np.ndarray, np.ndarray]:
     ids = np.asarray(identities)
     ok = valid_p[:, None] & valid_g[None, :]  # probe i and gallery j both have a descriptor
     same_m = (ids[:, None] == ids[None, :]) & ok

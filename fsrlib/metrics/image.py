@@ -1,4 +1,5 @@
-"""Full-reference image metrics under one pinned protocol: PSNR, SSIM, LPIPS, VIFp, FID.
+"""Full-reference image metrics under one pinned protocol: PSNR, SSIM, VIFp (and the conventions
+every metric shares; LPIPS and FID: :mod:`fsrlib.metrics.learned`).
 
 Protocol (``docs/conventions.md``, ``../shared/reference/facts.md``):
 
@@ -20,58 +21,32 @@ Protocol (``docs/conventions.md``, ``../shared/reference/facts.md``):
   use_sample_covariance=False, data_range=255)``. ``ssim_rgb`` = mean of the per-channel SSIMs.
 * **Border crop** ``crop_border`` px on each side before PSNR / SSIM (0 = SPARNet protocol,
   8 = FishFSRNet's code). LPIPS, VIF and FID never crop.
-* **LPIPS** (``lpips`` package v0.1, AlexNet by default, inputs in [-1, 1], RGB). Its linear
-  heads ship with the package; the AlexNet backbone is torchvision's ImageNet checkpoint,
-  normally downloaded on first use. Here it is looked up explicitly (``backbone_weights`` or
-  the torch hub cache) and never downloaded unless ``offline=False``; when absent the metric is
-  reported *missing* with the reason (never 0, never a random-weight backbone).
 * **VIFp** (Sheikh & Bovik, pixel domain, 4 scales, sigma_n^2 = 2), on the Y channel
   above in [0, 255] by default. Computed with ``piq.vif_p`` (batched torch) fed the
   single-channel Y; on one channel it is the LIVE ``vifp_mscale.m`` algorithm (``sewar.vifp``
   is a line-by-line port of it and agrees to ~1e-6, see the tests). Note: ``sewar.vifp`` on an
   RGB array averages per-channel VIFs and ``piq.vif_p`` on RGB uses 0.299/0.587/0.114 luma,
   neither of which is the Y used here.
-* **FID** (``pytorch-fid``, Inception-v3 pool3 2048-d, images resized to 299 bilinear inside
-  the network): a set metric (no per-image values), SR set vs HR set. The FID Inception
-  weights are a download: missing with the reason when not on disk.
-
 Every metric is a :class:`Metric` registered in :data:`fsrlib.registry.METRICS` with
 ``higher_is_better``, ``range`` and ``convention`` (e.g. ``"Y BT.601, uint8, crop 0"``).
-:func:`evaluate_images` is what the evaluate stage calls.
-
->>> import torch
->>> hr = torch.rand(2, 3, 32, 32)
->>> df, agg, missing = evaluate_images(hr, hr, metrics=["ssim"], progress=False)
->>> round(agg["ssim"], 6)
-1.0
+The metrics on learned networks (LPIPS, FID) are :mod:`fsrlib.metrics.learned`;
+:func:`fsrlib.metrics.scoring.evaluate_images` is what the evaluate stage calls.
 """
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
-import inspect
 import math
-import importlib.util
-import re
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
-from unittest import mock
 
 import numpy as np
-import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
-from ..io import OfflineError, fetch
+from ..io import uint8_levels
 from ..registry import METRICS
 
 __all__ = [
-    "MetricInfo", "Metric", "PSNR", "SSIM", "PSNR_RGB", "SSIM_RGB", "LPIPS", "VIF", "FID",
-    "vifp", "quantize", "rgb_to_y", "to_channel", "crop", "psnr", "ssim", "gaussian_window",
-    "build_metric", "evaluate_images", "describe_metrics", "torch_hub_checkpoint",
+    "MetricInfo", "Metric", "PSNR", "SSIM", "PSNR_RGB", "SSIM_RGB", "VIF", "vifp", "quantize", "rgb_to_y",
+    "to_channel", "crop", "psnr", "ssim", "gaussian_window", "as_nchw", "check_pair", "color_label",
 ]
 
 Y_COEFFS = (65.481, 128.553, 24.966)  # MATLAB rgb2ycbcr, for R, G, B in [0, 1]
@@ -79,7 +54,7 @@ GRAY_COEFFS = (0.299, 0.587, 0.114)  # rgb2gray-style luma (full range)
 
 
 # ====================================================================== conversions
-def _as_nchw(x) -> torch.Tensor:
+def as_nchw(x) -> torch.Tensor:
     """Tensor ``(N,3,H,W)`` (float or uint8), ``(3,H,W)``, numpy ``(N,H,W,3)``/``(H,W,3)`` uint8,
     or a list of HxWx3 uint8 arrays -> tensor ``(N,3,H,W)``, dtype unchanged."""
     if isinstance(x, (list, tuple)):
@@ -102,14 +77,9 @@ def _as_nchw(x) -> torch.Tensor:
 def quantize(x) -> torch.Tensor:
     """RGB images -> float64 tensor ``(N,3,H,W)`` of integer values 0..255.
 
-    Float input is taken as [0, 1]: clamped and rounded half up (MATLAB ``im2uint8``).
-    uint8 input is used as it is."""
-    x = _as_nchw(x)
-    if x.dtype == torch.uint8:
-        return x.to(torch.float64)
-    if not torch.is_floating_point(x):
-        raise TypeError(f"integer images must be uint8, got {x.dtype}")
-    return x.to(torch.float64, copy=True).clamp_(0.0, 1.0).mul_(255.0).add_(0.5).floor_()
+    Float input is taken as [0, 1]: clamped and rounded half up (MATLAB ``im2uint8``), the
+    project's one conversion (:func:`fsrlib.io.uint8_levels`). uint8 input is used as it is."""
+    return uint8_levels(as_nchw(x))
 
 
 def rgb_to_y(x255: torch.Tensor, y_quant: str = "none") -> torch.Tensor:
@@ -159,7 +129,7 @@ def psnr(sr, hr, crop_border: int = 0, color: str = "y", y_quant: str = "none",
     """Per-image PSNR in dB, float64 tensor ``(N,)``. ``inf`` where SR == HR (unless ``max_db``)."""
     a = crop(to_channel(quantize(sr), color, y_quant), crop_border)
     b = crop(to_channel(quantize(hr), color, y_quant), crop_border)
-    _check_pair(a, b)
+    check_pair(a, b)
     mse = (a - b).pow(2).flatten(1).mean(1)
     out = torch.full_like(mse, math.inf)
     nz = mse > 0
@@ -225,11 +195,11 @@ def ssim(sr, hr, crop_border: int = 0, color: str = "y", y_quant: str = "none", 
     """Per-image SSIM, float64 tensor ``(N,)``; on RGB the mean of the three channel SSIMs."""
     a = crop(to_channel(quantize(sr), color, y_quant), crop_border)
     b = crop(to_channel(quantize(hr), color, y_quant), crop_border)
-    _check_pair(a, b)
+    check_pair(a, b)
     return _ssim_map(a, b, sigma, K1, K2, 255.0).mean(dim=(2, 3)).mean(1)
 
 
-def _check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
+def check_pair(a: torch.Tensor, b: torch.Tensor) -> None:
     if a.shape != b.shape:
         raise ValueError(f"SR and HR shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
 
@@ -285,7 +255,7 @@ class Metric:
         return f"{type(self).__name__}(name={self.name!r}, convention={self.convention!r})"
 
 
-def _color_label(color: str, y_quant: str) -> str:
+def color_label(color: str, y_quant: str) -> str:
     if color == "y":
         return "Y BT.601" + ("" if y_quant == "none" else f" (Y {y_quant}ed to uint8)")
     return {"rgb": "RGB", "gray": "gray 0.299/0.587/0.114"}[color]
@@ -308,7 +278,7 @@ class PSNR(Metric):
     @property
     def convention(self) -> str:
         cap = f", capped {self.max_db} dB" if self.max_db is not None else ""
-        return f"{_color_label(self.color, self.y_quant)}, uint8, crop {self.crop_border}, peak 255{cap}"
+        return f"{color_label(self.color, self.y_quant)}, uint8, crop {self.crop_border}, peak 255{cap}"
 
     def __call__(self, sr, hr) -> torch.Tensor:
         return psnr(sr, hr, self.crop_border, self.color, self.y_quant, self.max_db)
@@ -331,7 +301,7 @@ class SSIM(Metric):
     @property
     def convention(self) -> str:
         chan = ", mean over channels" if self.color == "rgb" else ""
-        return (f"{_color_label(self.color, self.y_quant)}, uint8, crop {self.crop_border}, "
+        return (f"{color_label(self.color, self.y_quant)}, uint8, crop {self.crop_border}, "
                 f"gaussian 11x11 sigma {self.sigma:g}, K1 0.01 K2 0.03 L 255, valid mean{chan}")
 
     def __call__(self, sr, hr) -> torch.Tensor:
@@ -356,145 +326,6 @@ class SSIM_RGB(SSIM):
 
     def __init__(self, crop_border: int = 0, sigma: float = 1.5, name: str | None = None):
         super().__init__(crop_border, "rgb", "none", sigma, name)
-
-
-# ---------------------------------------------------------------------- weights on disk
-def torch_hub_checkpoint(url: str) -> Path:
-    """Where ``torch.hub.load_state_dict_from_url(url)`` keeps (and first looks for) the file."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(url.split("?")[0]).name
-
-
-_HASH_RE = re.compile(r"-([a-f0-9]{6,})\.")
-
-
-@functools.lru_cache(maxsize=None)
-def _sha256_prefix_ok(path: str, mtime: float, prefix: str) -> bool:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 22):
-            h.update(b)
-    return h.hexdigest().startswith(prefix)
-
-
-def _resolve_weights(url: str, explicit: str | Path | None, offline: bool, what: str,
-                     timeout: float = 60.0) -> tuple[Path | None, str]:
-    """Find pretrained weights without ever blocking on the network.
-
-    Order: ``explicit`` path, then the torch hub cache (where torchvision / pytorch-fid would
-    have put a download). With ``offline=False`` and no file, one download attempt is made with
-    ``timeout`` (``fsrlib.io.fetch``). Files named like torchvision's (``name-<sha256 prefix>.pth``)
-    are checked against that prefix, as torch hub does. Returns ``(path, "")`` or ``(None, reason)``."""
-    canonical = Path(url).name
-    if explicit is not None:
-        p = Path(explicit).expanduser()
-        if not p.is_file():
-            return None, f"{what} weights not found at {p}"
-    else:
-        p = torch_hub_checkpoint(url)
-        if not p.is_file():
-            if offline:
-                return None, (f"{what} weights not on this machine (offline=true): expected {p} "
-                              f"(from {url}); put the file there or pass its path")
-            try:
-                fetch(url, p, what=what, timeout=timeout)
-            except OfflineError as e:
-                return None, f"{what} weights could not be downloaded: {str(e).splitlines()[0]}"
-    m = _HASH_RE.search(p.name)
-    if p.name == canonical and m and not _sha256_prefix_ok(str(p), p.stat().st_mtime, m.group(1)):
-        return None, f"{what} weights at {p} fail the sha256 prefix check {m.group(1)}; delete and re-download"
-    return p, ""
-
-
-# ---------------------------------------------------------------------- LPIPS
-_TV_URLS = {
-    "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-    "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
-    "squeeze": "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
-}
-
-
-@functools.lru_cache(maxsize=4)
-def _lpips_model(net: str, version: str, backbone_path: str, device: str):
-    import lpips
-
-    with warnings.catch_warnings(), contextlib.redirect_stdout(None):
-        warnings.simplefilter("ignore")
-        # pnet_rand=True: build the trunk *without* torchvision's download; the ImageNet trunk
-        # is then loaded from the explicit file below (strict, every tensor accounted for).
-        model = lpips.LPIPS(pretrained=True, net=net, version=version, pnet_rand=True, verbose=False)
-    tv_state = torch.load(backbone_path, map_location="cpu", weights_only=True)
-    mapped = {}
-    for k in model.net.state_dict():
-        # lpips slices hold torchvision's ``features[i]`` modules as ``slice<j>.<i>``
-        _, idx, param = k.split(".", 2)
-        mapped[k] = tv_state[f"features.{idx}.{param}"]
-    model.net.load_state_dict(mapped, strict=True)
-    return model.eval().to(device)
-
-
-@METRICS.register("lpips")
-class LPIPS(Metric):
-    """LPIPS v0.1 (``lpips`` package), AlexNet trunk by default, RGB in [-1, 1], lower is better.
-
-    ``backbone_weights``: path of torchvision's ImageNet checkpoint of the trunk
-    (``alexnet-owt-7be5be79.pth``); default: the torch hub cache. ``offline=True`` (default)
-    never downloads; ``offline=False`` tries once with a timeout."""
-
-    key = "lpips"
-    higher_is_better = False
-    range = (0.0, math.inf)
-
-    def __init__(self, net: str = "alex", version: str = "0.1", backbone_weights: str | None = None,
-                 offline: bool = True, device: str = "cpu", batch_size: int = 32, name: str | None = None):
-        super().__init__(name or ("lpips" if net == "alex" else f"lpips_{net}"))
-        if net not in _TV_URLS:
-            raise ValueError(f"net must be one of {list(_TV_URLS)}, got {net!r}")
-        self.net, self.version, self.backbone_weights = net, version, backbone_weights
-        self.offline, self.device, self.batch_size = bool(offline), device, int(batch_size)
-        self._state: tuple[Path | None, str] | None = None
-
-    @property
-    def convention(self) -> str:
-        return f"lpips v{self.version} {self.net}, RGB uint8 -> [-1,1], no crop"
-
-    def available(self) -> tuple[bool, str]:
-        if self._state is None:
-            heads = _lpips_dir() / "weights" / f"v{self.version}" / f"{self.net}.pth"
-            if not heads.is_file():
-                self._state = (None, f"lpips linear heads missing at {heads}")
-            else:
-                what = {"alex": "AlexNet", "vgg": "VGG16", "squeeze": "SqueezeNet1.1"}[self.net] + " backbone"
-                self._state = _resolve_weights(_TV_URLS[self.net], self.backbone_weights, self.offline, what)
-        return self._state[0] is not None, self._state[1]
-
-    def model(self):
-        ok, reason = self.available()
-        if not ok:
-            raise RuntimeError(f"LPIPS unavailable: {reason}")
-        return _lpips_model(self.net, self.version, str(self._state[0]), self.device)
-
-    @torch.inference_mode()
-    def __call__(self, sr, hr) -> torch.Tensor:
-        model = self.model()
-        a, b = quantize(sr), quantize(hr)
-        _check_pair(a, b)
-        out = []
-        for i in range(0, a.shape[0], self.batch_size):
-            x = (a[i:i + self.batch_size] / 127.5 - 1.0).float().to(self.device)
-            y = (b[i:i + self.batch_size] / 127.5 - 1.0).float().to(self.device)
-            out.append(model(x, y).flatten().double().cpu())
-        return torch.cat(out)
-
-
-def _lpips_dir() -> Path:
-    """The lpips package folder, found without importing it (importing costs torchvision)."""
-    spec = importlib.util.find_spec("lpips")
-    if spec is None or not spec.submodule_search_locations:
-        return Path("/nonexistent/lpips (pip install lpips)")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-METRICS.register_preset("lpips_vgg", "lpips", net="vgg")
 
 
 # ---------------------------------------------------------------------- VIF
@@ -583,13 +414,13 @@ class VIF(Metric):
     @property
     def convention(self) -> str:
         impl = "piq.vif_p" if self.backend == "piq" else "fsrlib.vifp"
-        return (f"VIFp ({impl}), {_color_label(self.color, 'none')} [0,255], uint8, "
+        return (f"VIFp ({impl}), {color_label(self.color, 'none')} [0,255], uint8, "
                 f"sigma_n^2 {self.sigma_n_sq:g}, no crop")
 
     def __call__(self, sr, hr) -> torch.Tensor:
         a = to_channel(quantize(sr), self.color).to(self.device)
         b = to_channel(quantize(hr), self.color).to(self.device)
-        _check_pair(a, b)
+        check_pair(a, b)
         if min(a.shape[-2:]) < 41:
             raise ValueError(f"VIFp needs images of at least 41x41 px, got {tuple(a.shape[-2:])}")
         if self.backend == "fsrlib":
@@ -600,206 +431,3 @@ class VIF(Metric):
         # piq.vif_p(x=distorted, y=reference): the reference's variance is the denominator.
         return piq.vif_p(a.to(dt), b.to(dt), sigma_n_sq=self.sigma_n_sq, data_range=255.0,
                          reduction="none").double().flatten().cpu()
-
-
-# ---------------------------------------------------------------------- FID
-FID_WEIGHTS_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
-                   "pt_inception-2015-12-05-6726825d.pth")
-
-
-@functools.lru_cache(maxsize=2)
-def _fid_model(weights: str, dims: int, device: str):
-
-    import pytorch_fid.inception as inc
-
-    def _load(url, *a, **k):  # replaces the download inside pytorch-fid's builder
-        return torch.load(weights, map_location="cpu", weights_only=True)
-
-    with mock.patch.object(inc, "load_state_dict_from_url", _load), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = inc.InceptionV3([inc.InceptionV3.BLOCK_INDEX_BY_DIM[dims]], resize_input=True,
-                                normalize_input=True, use_fid_inception=True)
-    return model.eval().to(device)
-
-
-@METRICS.register("fid")
-class FID(Metric):
-    """FID between the SR set and the HR set (pytorch-fid's Inception). A set metric."""
-
-    key = "fid"
-    higher_is_better = False
-    range = (0.0, math.inf)
-    per_image = False
-
-    def __init__(self, weights: str | None = None, offline: bool = True, dims: int = 2048,
-                 device: str = "cpu", batch_size: int = 50, name: str | None = None):
-        super().__init__(name)
-        self.weights, self.offline, self.dims = weights, bool(offline), int(dims)
-        self.device, self.batch_size = device, int(batch_size)
-        self._state: tuple[Path | None, str] | None = None
-        self.reset()
-
-    @property
-    def convention(self) -> str:
-        return f"pytorch-fid Inception-v3 pool3 {self.dims}-d, uint8 RGB resized to 299, SR set vs HR set"
-
-    def available(self) -> tuple[bool, str]:
-        if self._state is None:
-            self._state = _resolve_weights(FID_WEIGHTS_URL, self.weights, self.offline, "FID Inception-v3")
-        return self._state[0] is not None, self._state[1]
-
-    def reset(self) -> None:
-        self._acts: dict[str, list[np.ndarray]] = {"sr": [], "hr": []}
-
-    @torch.inference_mode()
-    def features(self, x) -> np.ndarray:
-        ok, reason = self.available()
-        if not ok:
-            raise RuntimeError(f"FID unavailable: {reason}")
-        model = _fid_model(str(self._state[0]), self.dims, self.device)
-        q = quantize(x)
-        out = []
-        for i in range(0, q.shape[0], self.batch_size):
-            f = model((q[i:i + self.batch_size] / 255.0).float().to(self.device))[0]
-            out.append(f.flatten(1).double().cpu().numpy())
-        return np.concatenate(out)
-
-    def update(self, sr, hr) -> None:
-        self._acts["sr"].append(self.features(sr))
-        self._acts["hr"].append(self.features(hr))
-
-    def compute(self) -> float:
-        from pytorch_fid.fid_score import calculate_frechet_distance
-
-        a, b = np.concatenate(self._acts["sr"]), np.concatenate(self._acts["hr"])
-        if len(a) < 2 or len(b) < 2:
-            raise ValueError("FID needs at least 2 images per set")
-        with warnings.catch_warnings():  # pytorch-fid 0.3 passes scipy's deprecated sqrtm(disp=)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return float(calculate_frechet_distance(a.mean(0), np.cov(a, rowvar=False),
-                                                    b.mean(0), np.cov(b, rowvar=False)))
-
-    def __call__(self, sr, hr) -> float:
-        self.reset()
-        self.update(sr, hr)
-        return self.compute()
-
-
-# ====================================================================== evaluation
-def build_metric(spec: str | Mapping[str, Any] | Metric, **defaults: Any) -> Metric:
-    """A :class:`Metric` from a name (``"psnr"``), a config (``{"type": "psnr", "crop_border": 8,
-    "name": "psnr_c8"}``) or an instance. ``defaults`` (``crop_border``, ``offline``, ``device``)
-    fill the parameters that the metric takes and the config does not set."""
-    if isinstance(spec, Metric):
-        return spec
-    cfg = {"type": spec} if isinstance(spec, str) else dict(spec)
-    fn, _ = METRICS.split(cfg)
-    params = inspect.signature(fn).parameters
-    for k, v in defaults.items():
-        if v is not None and k in params and k not in cfg:
-            cfg[k] = v
-    return METRICS.build(cfg)
-
-
-def describe_metrics(metrics: Iterable[str | Mapping | Metric] = ("psnr", "ssim", "lpips", "vif"),
-                     **defaults: Any) -> dict[str, dict]:
-    """``{name: {higher_is_better, range, convention, per_image}}`` for the protocol record."""
-    out = {}
-    for spec in metrics:
-        m = build_metric(spec, **defaults)
-        out[m.name] = m.info().as_dict()
-    return out
-
-
-def evaluate_images(sr, hr, metrics: Sequence[str | Mapping | Metric] = ("psnr", "ssim", "lpips", "vif"),
-                    crop_border: int = 0, names: Sequence[str] | None = None, batch_size: int = 64,
-                    offline: bool = True, device: str = "cpu", lpips_weights: str | None = None,
-                    fid_weights: str | None = None, progress: bool = True,
-                    ) -> tuple["pd.DataFrame", dict[str, float | None], dict[str, str]]:  # noqa: F821
-    """Score SR images against HR images.
-
-    ``sr``, ``hr``: ``(N,3,H,W)`` float tensors in [0, 1] (uint8 tensors and HxWx3 uint8 arrays
-    or lists of them also work). ``metrics``: names or configs of :data:`METRICS`;
-    ``crop_border``, ``offline`` and ``device`` apply to every metric that takes them unless its
-    config says otherwise; ``lpips_weights`` is the trunk checkpoint of the ``lpips`` (AlexNet)
-    metric and ``fid_weights`` the FID Inception checkpoint (default: the torch hub cache).
-
-    Returns ``(per_image, aggregate, missing)``:
-
-    * ``per_image``: DataFrame with ``index`` (and ``name`` when given) and one column per
-      available per-image metric;
-    * ``aggregate``: ``{metric: mean over images}`` for every requested metric, ``None`` for a
-      missing one (JSON ``null``); set metrics (FID) give their one value;
-    * ``missing``: ``{metric: reason}``; a metric is missing when its weights are absent, or
-      (PSNR) when some SR image equals its HR so that the mean is infinite.
-    """
-    sr_t, hr_t = _as_nchw(sr), _as_nchw(hr)
-    if sr_t.shape != hr_t.shape:
-        raise ValueError(f"SR and HR shapes differ: {tuple(sr_t.shape)} vs {tuple(hr_t.shape)}")
-    n = sr_t.shape[0]
-    if names is not None and len(names) != n:
-        raise ValueError(f"{len(names)} names for {n} images")
-
-    built = []
-    for spec in metrics:
-        extra = {}
-        cfg = {"type": spec} if isinstance(spec, str) else spec
-        if isinstance(cfg, Mapping) and cfg.get("type") == "lpips" and "net" not in cfg:
-            extra["backbone_weights"] = lpips_weights  # AlexNet's file; lpips_vgg needs its own
-        if isinstance(cfg, Mapping) and cfg.get("type") == "fid":
-            extra["weights"] = fid_weights
-        built.append(build_metric(spec, crop_border=crop_border, offline=offline, device=device, **extra))
-    seen = set()
-    for m in built:
-        if m.name in seen:
-            raise ValueError(f"metric name {m.name!r} requested twice; give one of them a 'name'")
-        seen.add(m.name)
-
-    missing: dict[str, str] = {}
-    active = []
-    for m in built:
-        ok, reason = m.available()
-        if ok:
-            active.append(m)
-        else:
-            missing[m.name] = reason
-    for m in active:
-        if not m.per_image:
-            m.reset()
-
-    values: dict[str, list[torch.Tensor]] = {m.name: [] for m in active if m.per_image}
-    with tqdm(total=n, desc="metrics", unit="img", disable=not progress, leave=False) as bar:
-        for i in range(0, n, batch_size):
-            a, b = quantize(sr_t[i:i + batch_size]), quantize(hr_t[i:i + batch_size])
-            a8, b8 = a.to(torch.uint8), b.to(torch.uint8)  # exact: already 0..255 integers
-            for m in active:
-                if m.per_image:
-                    values[m.name].append(m(a8, b8).double().cpu())
-                else:
-                    m.update(a8, b8)
-            bar.update(a.shape[0])
-
-    df = pd.DataFrame({"index": np.arange(n)})
-    if names is not None:
-        df["name"] = list(names)
-    aggregate: dict[str, float | None] = {}
-    for m in built:
-        if m.name in missing:
-            aggregate[m.name] = None
-        elif m.per_image:
-            v = torch.cat(values[m.name]).numpy()
-            df[m.name] = v
-            if np.isfinite(v).all():
-                aggregate[m.name] = float(v.mean())
-            else:
-                k = int((~np.isfinite(v)).sum())
-                aggregate[m.name] = None
-                missing[m.name] = (f"{k} of {n} images give a non-finite {m.name} (SR identical to HR: "
-                                   f"PSNR = inf); the mean is undefined (set max_db to cap)")
-        else:
-            try:
-                aggregate[m.name] = m.compute()
-            except ValueError as e:
-                aggregate[m.name] = None
-                missing[m.name] = str(e)
-    return df, aggregate, missing

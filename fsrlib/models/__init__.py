@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 
 from ..registry import MODELS
-from .common import FSRModel, count_params
+from .common import FSRModel, count_macs, count_params
 
 _SKIP = {"common"}
 for _m in pkgutil.iter_modules(__path__):
@@ -24,4 +24,4 @@ def build_model(cfg, **overrides):
     return MODELS.build(cfg, **overrides)
 
 
-__all__ = ["MODELS", "FSRModel", "build_model", "count_params"]
+__all__ = ["MODELS", "FSRModel", "build_model", "count_macs", "count_params"]

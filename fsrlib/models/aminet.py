@@ -87,8 +87,8 @@ Tables II/III at GDFN expansion 2.66 give 2.26 M / 7.43 M (paper 11.32 M / 12.11
 parameters"); ``*_matched`` presets restore the parameter budget.
 
 CPU: ``channels_last=True`` runs the same maths in NHWC, which oneDNN's depthwise and
-small-channel convolutions (and their backward) run 1.3-2x faster. CPU demo (preset
-``aminet_demo``): C = 4, same topology, NHWC: 0.54 M params, 0.42 G MACs, ~0.43 s per Adam
+small-channel convolutions (and their backward) run 1.3-2x faster. CPU demo (params.yaml
+``methods.aminet.model``): C = 4, same topology, NHWC: 0.54 M params, 0.42 G MACs, ~0.43 s per Adam
 step at batch 8 on 2 CPU threads -- the ~1,000 small ops at 128 px set a floor (C = 2 still
 takes ~0.32 s), so the full topology cannot go much below that on this CPU.
 
@@ -105,8 +105,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registry import MODELS
-from .common import (ChannelAttention, ChannelSelfAttention, FSRModel, LayerNorm2d, PixelShuffleUp,
-                     SelectiveKernelFusion, SPARHourglass, conv, make_act, make_norm)
+from .common import (
+    ChannelAttention,
+    ChannelSelfAttention,
+    FSRModel,
+    LayerNorm2d,
+    PixelShuffleUp,
+    SelectiveKernelFusion,
+    SPARHourglass,
+    conv,
+    make_act,
+    make_norm,
+)
 
 
 # ====================================================================== building blocks
@@ -290,6 +300,8 @@ class AMINet(FSRModel):
     by the spec (C = 20)."""
 
     input_kind = "upsampled"
+    slim = {"C": 4, "heads": (1, 1, 1, 1)}
+    maps = ("features", "attention")
 
     def __init__(self, scale: int = 8, C: int = 20, heads: Sequence[int] = (1, 2, 4, 8),
                  enc_blocks: Sequence[int] = (1, 1, 1), mid_blocks: int = 2, dec_blocks: Sequence[int] = (1, 1, 1),
@@ -453,5 +465,3 @@ MODELS.register_preset("aminet_skaf_5_avgmax", "aminet", skaf_use7=False)
 MODELS.register_preset("aminet_skaf_7_nopool", "aminet", skaf_use5=False, skaf_avg=False, skaf_max=False)
 MODELS.register_preset("aminet_skaf_7_avg", "aminet", skaf_use5=False, skaf_max=False)
 MODELS.register_preset("aminet_skaf_7_max", "aminet", skaf_use5=False, skaf_avg=False)
-# CPU demo: same topology at C = 4 (0.54 M params); NHWC for oneDNN speed
-MODELS.register_preset("aminet_demo", "aminet", C=4, channels_last=True)

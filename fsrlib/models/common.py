@@ -11,20 +11,35 @@ Conventions (all models):
 - ``input_kind``: ``"lr"`` (raw LR, e.g. 16x16 at x8) or ``"upsampled"`` (the LR bicubic-
   upsampled back to HR size, MATLAB ``imresize`` semantics, made by the degrade stage).
 - ``forward(x, prior=None)`` returns the SR tensor. ``forward_maps(x, prior=None)`` returns
-  a dict with ``"sr"`` and the intermediate maps the notebooks show: ``"attention"`` (list
-  of tensors in (0, 1)), ``"parsing"`` (predicted parsing map), ``"coarse"`` (a coarse SR
-  image), whatever the model has. The trainer uses ``forward_maps`` for auxiliary losses.
+  a dict with ``"sr"`` and the intermediate maps the notebooks show. The trainer uses
+  ``forward_maps`` for auxiliary losses.
+- Capabilities: a model **declares** what it produces, ``outputs_sr`` (False for a prior
+  estimator such as ParsingNet) and ``maps`` (the keys of ``forward_maps`` besides ``"sr"``,
+  from the vocabulary :data:`MAP_KINDS`). The report (attention and parsing figures), the
+  downstream stage (through the evaluate stage's record) and the zoo's contract test read the
+  declaration; nothing looks at a model's name.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 IMAGE_KEYS = ("sr", "coarse")
+
+#: what a model may declare in :attr:`FSRModel.maps` (the keys of ``forward_maps`` besides ``sr``)
+MAP_KINDS: dict[str, str] = {
+    "attention": "list of spatial attention maps in [0, 1], one per attention stage (B x C x h x w each)",
+    "attention_fau": "the 1-based stage numbers of those maps (SPARNet's FAU #j), with `attention`",
+    "parsing": "the model's predicted parsing map(s), C x h x w (ParsingNet, W-Net, PGNet)",
+    "prior": "the parsing prior the model used, C x h x w (FishFSRNet)",
+    "coarse": "a coarse SR image, 3 x H x W in [0, 1] (PGNet)",
+    "features": "a dict of named intermediate feature maps (AMINet's heat maps)",
+}
 
 
 # ====================================================================== base class
@@ -39,6 +54,14 @@ class FSRModel(nn.Module):
     value_range: tuple[float, float] = (0.0, 1.0)
     needs_prior: bool = False  # True: forward needs a parsing prior (FishFSRNet)
     outputs_sr: bool = True    # False: a prior estimator (ParsingNet) whose output is a map
+    #: capabilities: the keys of ``forward_maps`` besides ``sr`` (see :data:`MAP_KINDS`); declare
+    #: on the class, or per instance when the constructor's arguments decide (SPARNet without
+    #: attention declares none)
+    maps: tuple[str, ...] = ()
+    #: scales the constructor accepts (the zoo's contract test builds every one)
+    scales: tuple[int, ...] = (4, 8, 16)
+    #: constructor arguments of a slim instance (the contract test and the README's toy method)
+    slim: dict = {}
     hr_size: int = 128
     #: add the bicubic-upsampled input to ``sr`` (in [0, 1]); a model that offers it takes a
     #: ``global_residual`` argument (off by default: none of the papers has it; the CPU demo
@@ -81,6 +104,17 @@ class FSRModel(nn.Module):
 
 def count_params(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+def count_macs(fn: Callable, *args, **kwargs) -> float:
+    """MACs of one call ``fn(*args, **kwargs)`` (a model, or a predictor's ``maps``) under
+    ``no_grad``: FLOPs / 2 counted by torch's ``FlopCounterMode`` (convolutions, matrix
+    products, bmm: what thop / fvcore count; element-wise operations are not counted). Works on
+    the ``meta`` device (shapes only). The one MAC counter of the project: the benchmarks, the
+    report's PSNR-vs-cost figure and the model tests all use it."""
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        fn(*args, **kwargs)
+    return fc.get_total_flops() / 2
 
 
 # ====================================================================== factories

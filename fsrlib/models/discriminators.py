@@ -78,6 +78,8 @@ class NLayerD(nn.Module):
 class MultiScalePatchD(_Discriminator):
     """``num_D`` NLayer PatchGANs on the input downsampled by 2**k (SPARNetHD defaults)."""
 
+    slim = {"base_ch": 8, "num_D": 2}  # a slim instance (the zoo's contract test)
+
     def __init__(self, num_D: int = 3, in_ch: int = 3, base_ch: int = 64, max_ch: int = 512, n_layers: int = 4,
                  norm: str = "in", spectral_norm: bool = True, value_range=(-1.0, 1.0), init_std: float = 0.02):
         super().__init__(value_range)
@@ -100,6 +102,8 @@ class MultiScalePatchD(_Discriminator):
 class PatchGAN(MultiScalePatchD):
     """Single-scale PatchGAN, no norm, no spectral norm (AMIGAN default)."""
 
+    slim = {"base_ch": 8}  # a slim instance (the zoo's contract test)
+
     def __init__(self, in_ch: int = 3, base_ch: int = 64, max_ch: int = 512, n_layers: int = 4,
                  norm: str = "none", spectral_norm: bool = False, value_range=(-1.0, 1.0),
                  init_std: float = 0.02):
@@ -112,6 +116,8 @@ class SRGANDiscriminator(_Discriminator):
     with strides 2,1,2,1,2,1,2 and widths 64,128,128,256,256,512,512, Flatten, Dense(1024),
     LReLU, Dense(1) -> logit. ``in_size`` fixes the Dense input (128 -> 8x8x512).
     Zero padding; PyTorch default init (the thesis gives none)."""
+
+    slim = {"base_ch": 8, "fc_dim": 64}  # a slim instance (the zoo's contract test)
 
     def __init__(self, in_size: int = 128, in_ch: int = 3, base_ch: int = 64, fc_dim: int = 1024,
                  value_range=(-1.0, 1.0)):

@@ -23,6 +23,7 @@ DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 @MODELS.register("edsr")
 class EDSR(FSRModel):
     input_kind = "lr"
+    slim = {"ch": 4, "n_blocks": 2}
 
     def __init__(self, scale: int = 8, ch: int = 64, n_blocks: int = 16, res_scale: float = 1.0,
                  mean_shift: bool = True):

@@ -97,7 +97,7 @@ that file fail in forward (spec §2.6), which we do not reproduce.
 MACs per image (meta-device FlopCounter, conv + matmul): x4 30.41 G (code_parity 31.06 G),
 x8 36.27 G (36.28 G), x16 41.14 G (41.84 G).
 
-Demo (CPU) configuration: preset ``fishfsrnet_demo`` = ``{"n_feats": 8}`` (137 K params at
+Demo (CPU) configuration (params.yaml ``methods.fishfsrnet.model``): ``{"n_feats": 8}`` (137 K params at
 x8). One Adam step at batch 8 on 2 cores: ~0.57 s (x4), ~0.60-0.72 s (x8), ~0.86 s (x16)
 on a lightly loaded box where the VDSR demo took ~0.07 s. The ~0.3 s target is not
 reachable at batch 8 at any width: the cost floor is the many small ops at 128^2 (the
@@ -115,8 +115,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registry import MODELS
-from .common import (ChannelAttention, FSRModel, PixelShuffleUp, PixelUnshuffleDown,
-                     ResBlock, conv)
+from .common import ChannelAttention, FSRModel, PixelShuffleUp, PixelUnshuffleDown, ResBlock, conv
 
 PAFB_MODES = ("full", "attention_only", "parsing_only", "sa_parsing", "ca_parsing", "resblock")
 MSRB_MODES = ("msrb", "concat")
@@ -307,6 +306,7 @@ class FishFSRNet(FSRModel):
     """
 
     input_kind = "lr"
+    slim = {"n_feats": 4, "refine_proj": "two_conv"}
     needs_prior = True
 
     def __init__(self, scale: int = 8, n_feats: int = 64, parsing_channels: int = 3,
@@ -360,6 +360,7 @@ class FishFSRNet(FSRModel):
             # the x8 file's conv_tail1..3 (remnants of the concat variant): built, never called
             self.unused_conv_tail = nn.ModuleList([nn.Conv2d(2 * C, C, 1) for _ in range(3)])
         self.needs_prior = any(b.reads_prior for b in self.head_pafb[0])
+        self.maps = ("prior",) if self.needs_prior else ()
 
     # ------------------------------------------------------------------ prior
     def _prepare_prior(self, prior: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
@@ -412,5 +413,3 @@ for _i, (_pafb, _msrb) in enumerate(
          ("full", "concat"), ("full", "msrb")], start=1):
     MODELS.register_preset(f"fishfsrnet_model{_i}", "fishfsrnet", pafb=_pafb, msrb=_msrb)
 MODELS.register_preset("fishfsrnet_noparsing", "fishfsrnet", no_parsing=True)
-# slim CPU demo of the same architecture (module docstring, "Demo")
-MODELS.register_preset("fishfsrnet_demo", "fishfsrnet", n_feats=8)

@@ -54,7 +54,9 @@ class ParsingNet(FSRModel):
     """
 
     input_kind = "lr"
+    slim = {"n_feats": 8, "n_resblocks": 1}
     outputs_sr = False  # evaluated by parsing accuracy, not PSNR
+    maps = ("parsing",)
 
     def __init__(self, scale: int = 8, n_feats: int = 64, n_resblocks: int = 8,
                  res_scale: float = 0.2, parsing_channels: int = 3):

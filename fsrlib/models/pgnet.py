@@ -59,7 +59,7 @@ Capacity (measured; the thesis reports none): 3.566 M parameters = SR branch 2.2
 and 1.4 G in the fusing module, which run 64 channels at 128x128. ``prior_input="lr"``:
 4.01 M / 6.15 G.
 
-CPU demo (preset ``pgnet_demo``): n_feats 16, 16 blocks, reduction 4, 3x3 head/tail,
+CPU demo (params.yaml ``methods.pgnet.model``): n_feats 16, 16 blocks, reduction 4, 3x3 head/tail,
 prior_ch 8 with 1 residual block, fusion_ch 8, NHWC (``channels_last``): 0.16 M params,
 ~0.13 s per Adam step at batch 8 on 2 CPU threads.
 """
@@ -71,8 +71,17 @@ import torch
 import torch.nn as nn
 
 from ..registry import MODELS
-from .common import (ChannelAttention, FSRModel, NewellHourglass, ResBlock, bicubic_up, conv, make_act, make_norm,
-                     upsampler)
+from .common import (
+    ChannelAttention,
+    FSRModel,
+    NewellHourglass,
+    ResBlock,
+    bicubic_up,
+    conv,
+    make_act,
+    make_norm,
+    upsampler,
+)
 
 
 class AttentionBasicBlock(nn.Module):
@@ -168,7 +177,10 @@ class PGNet(FSRModel):
     Defaults are the thesis configuration as read by the spec; see the module docstring."""
 
     input_kind = "lr"
+    slim = {"n_feats": 8, "n_blocks": 2, "fc_reduction": 4, "prior_ch": 8, "prior_n_res": 1, "hg_depth": 2,
+            "fusion_ch": 8}
     value_range = (0.0, 1.0)
+    maps = ("coarse", "parsing")
 
     def __init__(self, scale: int = 8,
                  # SR branch
@@ -214,8 +226,3 @@ class PGNet(FSRModel):
 
 
 MODELS.register_preset("pgnet_sigmoid", "pgnet", attn_act="sigmoid")
-# CPU demo: same topology, slim widths (16 blocks kept: they run at LR size and cost little);
-# 3x3 head/tail instead of 9x9 (the spec's alternative) because the 9x9 tail at 128 px is
-# the single most expensive layer at this width
-MODELS.register_preset("pgnet_demo", "pgnet", n_feats=16, fc_reduction=4, head_kernel=3, prior_ch=8,
-                       prior_n_res=1, fusion_ch=8, channels_last=True)

@@ -50,8 +50,17 @@ import math
 import torch.nn as nn
 
 from ..registry import MODELS
-from .common import (CBAM, ChannelAttention, ConvLayer, FSRModel, SPARHourglass, apply_spectral_norm,
-                     init_normal_, make_act, make_norm)
+from .common import (
+    CBAM,
+    ChannelAttention,
+    ConvLayer,
+    FSRModel,
+    SPARHourglass,
+    apply_spectral_norm,
+    init_normal_,
+    make_act,
+    make_norm,
+)
 
 ATT_TYPES = ("spar", "spar3d", "rcan", "cbam", "none")
 
@@ -159,6 +168,7 @@ class SPARNet(FSRModel):
     """
 
     input_kind = "upsampled"
+    slim = {"min_ch": 4, "max_ch": 8, "res_depth": 2, "att_ch": 4}  # 8 FAUs: room for every SPARNet-VN preset
     value_range = (-1.0, 1.0)
 
     def __init__(self, scale: int = 8, min_ch: int = 32, max_ch: int = 128, in_size: int = 128,
@@ -210,6 +220,7 @@ class SPARNet(FSRModel):
         self.decoder = nn.ModuleList(dec)
         self.out_conv = ConvLayer(clip(n_ch), 3, 3, pad="reflect")
         self.n_faus = n_faus
+        self.maps = ("attention", "attention_fau") if n_att and att_type != "none" else ()
 
         init_normal_(self, init_std)
         if spectral_norm:
@@ -230,11 +241,21 @@ class SPARNet(FSRModel):
             if a is not None:
                 maps.append(a)
                 idx.append(j)
-        # "attention": maps in FAU order; "attention_fau": their 1-based FAU numbers (paper's #j)
-        return {"sr": self.out_conv(h), "attention": maps, "attention_fau": idx}
+        out = {"sr": self.out_conv(h)}
+        if self.maps:  # "attention": maps in FAU order; "attention_fau": their 1-based FAU numbers (paper's #j)
+            out.update(attention=maps, attention_fau=idx)
+        return out
 
 
+# Named variants: the released SPARNet-Light, and the paper's ablations (Table I rows, Figs. 5 and
+# 7: SPARNet-VN = attention in the last N FAUs only, SPARNet-SM = hourglass bottleneck M). A run
+# trains one with ``overrides: {model: {type: <preset>}}``; ``fsr check`` refuses the same
+# variant spelled as raw overrides (one way to express an ablation).
 MODELS.register_preset("sparnet_light", "sparnet", res_depth=1, att_type="spar3d")
+for _n in (1, 2, 4, 8):
+    MODELS.register_preset(f"sparnet_v{_n}", "sparnet", n_att_from_back=_n)
+for _m in (2, 8, 16):
+    MODELS.register_preset(f"sparnet_s{_m}", "sparnet", bottleneck_size=_m)
 MODELS.register_preset("sparnet_baseline", "sparnet", att_type="none")
 MODELS.register_preset("sparnet_rcan", "sparnet", att_type="rcan")
 MODELS.register_preset("sparnet_cbam", "sparnet", att_type="cbam")

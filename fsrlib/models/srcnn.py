@@ -20,6 +20,7 @@ from .common import FSRModel, conv
 @MODELS.register("srcnn")
 class SRCNN(FSRModel):
     input_kind = "upsampled"
+    slim = {"widths": (8, 4)}
 
     def __init__(self, scale: int = 8, widths: Sequence[int] = (64, 32), kernels: Sequence[int] = (9, 5, 5)):
         super().__init__(scale)

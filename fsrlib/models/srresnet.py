@@ -21,6 +21,7 @@ from .common import FSRModel, ResBlock, conv, make_act, make_norm, upsampler
 @MODELS.register("srresnet")
 class SRResNet(FSRModel):
     input_kind = "lr"
+    slim = {"ch": 4, "n_blocks": 2}
 
     def __init__(self, scale: int = 8, ch: int = 64, n_blocks: int = 16, act: str = "prelu"):
         super().__init__(scale)

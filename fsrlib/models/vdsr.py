@@ -18,6 +18,7 @@ from .common import FSRModel, conv
 @MODELS.register("vdsr")
 class VDSR(FSRModel):
     input_kind = "upsampled"
+    slim = {"depth": 4, "ch": 4}
 
     def __init__(self, scale: int = 8, depth: int = 20, ch: int = 64):
         super().__init__(scale)

@@ -88,7 +88,7 @@ spec's estimate; 334 G of it in the 256-1024^2 W-stage). On one H100, a full-con
 step took 0.12 s at batch 1 (6.2 GiB peak), 0.32 s at batch 4 fp32 (24.4 GiB), 0.23 s at
 batch 4 with bf16 autocast (12.4 GiB).
 
-Demo (CPU) configuration: preset ``wnet_demo`` = ``{"input_mode": "native", "n_feats": 16,
+Demo (CPU) configuration (params.yaml ``methods.wnet.model``): ``{"input_mode": "native", "n_feats": 16,
 "w_scales": 1, "enc_levels": 2, "hg_depth": 2, "n_resblocks": 1}`` (231 K params at x8):
 the same blocks (Parsing Block with a depth-2 hourglass, LPF, SCAB, W-stage of one up/down
 step at 2x the LR size, 2-level encoder/decoder), on the raw LR plus the x``scale``
@@ -104,9 +104,19 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..registry import MODELS
-from .common import (ChannelAttention, ChannelSelfAttention, FSRModel, NewellHourglass,
-                     PixelShuffleUp, PixelUnshuffleDown, ResBlock, SpatialAttention,
-                     conv, make_norm, upsampler)
+from .common import (
+    ChannelAttention,
+    ChannelSelfAttention,
+    FSRModel,
+    NewellHourglass,
+    PixelShuffleUp,
+    PixelUnshuffleDown,
+    ResBlock,
+    SpatialAttention,
+    conv,
+    make_norm,
+    upsampler,
+)
 
 PARSERS = ("parsing_block", "convblock")
 FUSIONS = ("lpf", "cascade")
@@ -232,6 +242,8 @@ class WNet(FSRModel):
     """
 
     input_kind = "upsampled"
+    slim = {"n_feats": 8, "w_scales": 1, "n_resblocks": 1, "enc_levels": 2, "hg_depth": 2}
+    maps = ("parsing",)
 
     def __init__(self, scale: int = 8, input_mode: str = "bicubic128", w_scales: int = 3,
                  n_feats: int = 64, enc_levels: int = 4, parsing_block: str = "parsing_block",
@@ -312,9 +324,5 @@ _EXPS = {
 }
 for _k, (_pb, _fu, _bl) in _EXPS.items():
     MODELS.register_preset(f"wnet_exp{_k}", "wnet", parsing_block=_pb, fusion=_fu, block=_bl)
-
-# slim CPU demo (module docstring, "Demo"): native LR input, one W-stage step, C = 16
-MODELS.register_preset("wnet_demo", "wnet", input_mode="native", n_feats=16, w_scales=1, enc_levels=2,
-                       hg_depth=2, n_resblocks=1)
 
 __all__ = ["WNet", "ParsingBlock", "LPF", "SCAB", "CascadeFusion", "ConvBlockParser"]

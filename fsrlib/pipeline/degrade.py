@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..data.align import read_faces
 from ..data.degrade import degrade
+from ..data.faces import read_faces
 from ..io import save_image, write_manifest
 from ..settings import stage_settings
 from .pool import run_jobs

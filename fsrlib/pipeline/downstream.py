@@ -11,6 +11,7 @@ papers show.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -19,13 +20,12 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from ..config import all_runs, load_and_validate, run_key
-from ..data.align import load_landmarks, read_faces
+from ..config import all_runs, load_and_validate, parse_run_name, run_key
+from ..data.faces import load_landmarks, read_faces
 from ..io import write_csv, write_json
 from ..metrics.face import FACE_METRICS, evaluate_downstream
 from ..report.figures import ced_curve, identity_threshold_curve
 from .evaluate import TESTSET_SPLITS, protocol
-
 
 #: how the downstream numbers were measured (recorded in every downstream.json)
 DOWNSTREAM_PROTOCOL = {
@@ -97,7 +97,7 @@ def downstream_run(params_path: str | Path, run: str, testsets: Sequence[str] | 
         per, agg, missing, info = score_downstream(sr, hr, dcfg, identities=ids, gt_landmarks=gt, names=list(df.name),
                                                    progress=progress, hr_cache=hr_cache)
         write_csv(dest / "downstream_per_image.csv", per)
-        scale = int(run.rsplit("-x", 1)[1])
+        scale = parse_run_name(run)[1]
         res = {"run": run, "method": run_key(run), "scale": scale, "testset": ts, "n_images": len(df),
                "metrics": agg, "missing": missing, "metric_info": info,
                "protocol": {**protocol(params, run, ts, len(df), 0, Path(tr.get("runs_root", "runs")), data_root),
@@ -107,13 +107,22 @@ def downstream_run(params_path: str | Path, run: str, testsets: Sequence[str] | 
     return out
 
 
-def downstream_runs(params: Mapping) -> list[str]:
-    """The runs the downstream stage measures: ``downstream.runs`` (run keys, or ``all``)
-    at every scale they were trained at, plus the ``hr-x{s}`` rows."""
-    want = (params.get("downstream") or {}).get("runs", "all")
-    runs = [r for r in all_runs(params) if want == "all" or run_key(r) in want]
-    runs = [r for r in runs if run_key(r) != "parsingnet"]
-    scales = sorted({int(r.rsplit("-x", 1)[1]) for r in runs})
+def outputs_sr(run: str, results_root: str | Path = "results") -> bool:
+    """Whether a run's model makes SR faces, as the evaluate stage recorded it (``outputs_sr`` of
+    ``results/{run}/{testset}/metrics.json``, the model's own declaration); True when the run has
+    no results yet (the stage then says to evaluate it)."""
+    for f in sorted(Path(results_root, run).glob("*/metrics.json")):
+        return bool(json.loads(f.read_text()).get("outputs_sr", True))
+    return True
+
+
+def downstream_runs(params: Mapping, results_root: str | Path = "results") -> list[str]:
+    """The runs the downstream stage measures: every run of params whose model makes SR faces
+    (:func:`outputs_sr`; a parsing network does not), except the run keys of
+    ``downstream.exclude``, plus the ``hr-x{s}`` rows at every scale measured."""
+    exclude = set((params.get("downstream") or {}).get("exclude") or [])
+    runs = [r for r in all_runs(params) if run_key(r) not in exclude and outputs_sr(r, results_root)]
+    scales = sorted({parse_run_name(r)[1] for r in runs})
     return [f"hr-x{s}" for s in scales] + runs
 
 

@@ -4,7 +4,8 @@ For each test set it writes ``results/{run}/{testset}/``: ``sr/{dataset}/{name}.
 SR faces, uint8), ``per_image.csv`` and ``metrics.json`` (conventions in
 docs/conventions.md), with the protocol recorded next to the numbers: test data, degradation,
 metric conventions (colour space, border crop), the parser that made the maps, the training
-budget and the model size. ParsingNet runs are scored by parsing accuracy instead.
+budget and the model size, and what the model declares it produces (``outputs_sr``, ``maps``).
+A model without an SR output (a prior estimator: ParsingNet) is scored by parsing accuracy.
 """
 from __future__ import annotations
 
@@ -20,20 +21,15 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..config import TESTSETS, load_and_validate, run_key
+from ..config import TESTSETS, load_and_validate, parse_run_name, run_key
 from ..data.datasets import FaceSRDataset
 from ..inference import RunPredictor, input_key, resolve_device
-from ..io import save_image, write_csv, write_json
-from ..metrics.image import describe_metrics, evaluate_images
+from ..io import save_image, to_uint8, write_csv, write_json
+from ..metrics.scoring import describe_metrics, evaluate_images
 
 #: test set name -> (dataset, split) of :class:`fsrlib.data.datasets.FaceSRDataset`
 TESTSET_SPLITS = {"celeba_test": ("celeba", "test"), "helen_test": ("helen", "test"), "helen50": ("helen", "helen50")}
 assert set(TESTSET_SPLITS) == set(TESTSETS)
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N,3,H,W) float [0,1] -> (N,H,W,3) uint8, rounded half up as the metrics do."""
-    return (x.clamp(0, 1) * 255.0 + 0.5).floor().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @torch.no_grad()
@@ -62,7 +58,7 @@ def protocol(params: Mapping, run: str, testset: str, n: int, crop_border: int, 
     ds, split = TESTSET_SPLITS[testset]
     tr = params.get("train") or {}
     prep = params.get("prepare") or {}
-    scale = int(summary.get("scale") or run.rsplit("-x", 1)[1])
+    scale = int(summary.get("scale") or parse_run_name(run)[1])
     return {
         "data": f"{testset}: {n} faces ({ds} {split}), dlib-aligned 128x128 (margin {prep.get('margin')}), "
                 f"trained on {tr.get('train_set', 'celeba:train')}"
@@ -93,7 +89,8 @@ def training_record(summary: Mapping) -> dict:
 
 def metric_settings(ev: Mapping) -> tuple[list, int, bool]:
     """``(metrics, crop_border, offline)`` of the params ``evaluate`` section, with the stage's defaults."""
-    return list(ev.get("metrics") or ["psnr", "ssim", "vif"]), int(ev.get("crop_border", 0)), bool(ev.get("offline", True))
+    metrics = list(ev.get("metrics") or ["psnr", "ssim", "vif"])
+    return metrics, int(ev.get("crop_border", 0)), bool(ev.get("offline", True))
 
 
 def score_sr(predictor, ds, ev: Mapping, device: str = "cpu", sr_dir: Path | None = None, progress: bool = True,
@@ -138,7 +135,7 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
     predictor = RunPredictor.from_run(run, runs_root, device)
     model = predictor.model
     scale = int(model.scale)
-    is_parser = not getattr(model, "outputs_sr", True)
+    is_parser = not model.outputs_sr
     keys = {"hr", "lr", input_key(model), "name", "dataset"}
     if is_parser:
         keys |= {"skin_lr"}
@@ -156,7 +153,8 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
             per = pd.DataFrame({"name": names, "dataset": dsets, "parsing_acc": acc.numpy()})
             agg, missing, info = {"parsing_acc": float(acc.mean())}, {}, {
                 "parsing_acc": {"higher_is_better": True, "range": [0, 1],
-                                "convention": "pixel accuracy of the binarised (0.5) skin map at LR size vs the parser's"}}
+                                "convention": "pixel accuracy of the binarised (0.5) skin map at LR size "
+                                              "vs the parser's"}}
         else:
             save = ev.get("save_images", True)  # true | false | N: the first N faces of each test set
             per, agg, missing, info, _ = score_sr(predictor, ds, ev, device, dest / "sr" if save else None, progress,
@@ -165,6 +163,8 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
         write_csv(dest / "per_image.csv", per)
         res = {"run": run, "method": run_key(run), "scale": scale, "testset": ts, "n_images": len(names),
                "metrics": agg, "missing": missing, "metric_info": info,
+               # what the model declares it produces (FSRModel.outputs_sr / maps): the downstream stage reads it
+               "outputs_sr": bool(model.outputs_sr), "maps": list(model.maps),
                "protocol": protocol(params, run, ts, len(names), crop, runs_root, data_root)}
         write_json(dest / "metrics.json", res)
         out[ts] = res
@@ -181,7 +181,7 @@ def show_examples(run: str, testset: str, n: int = 6, results_root: str | Path =
                   data_root: str | Path = "data"):
     """A figure: rows = LR (nearest-upscaled) | SR | HR | |SR - HR| for ``n`` faces."""
     per = pd.read_csv(Path(results_root) / run / testset / "per_image.csv", dtype={"name": str})
-    scale = int(run.rsplit("-x", 1)[1])
+    scale = parse_run_name(run)[1]
     rows = per.head(n)
     fig, axes = plt.subplots(len(rows), 4, figsize=(8, 2 * len(rows)), squeeze=False)
     for i, r in enumerate(rows.itertuples()):

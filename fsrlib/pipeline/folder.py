@@ -47,16 +47,16 @@ from typing import Any, Mapping
 import pandas as pd
 import torch
 
-from ..config import load_and_validate
-from ..data.align import load_landmarks
+from ..config import load_and_validate, parse_run_name
 from ..data.datasets import to_tensor
+from ..data.faces import load_landmarks
 from ..inference import MODEL_FILE_FORMAT, RunPredictor, resolve_device
-from ..io import read_u8, write_csv, write_json
+from ..io import read_u8, to_uint8, write_csv, write_json
 from ..registry import ConfigError
 from ..settings import stage_settings
 from .degrade import degrade_all
 from .downstream import DOWNSTREAM_PROTOCOL, gt_array, score_downstream
-from .evaluate import degradation_text, metric_settings, score_sr, to_uint8, training_record
+from .evaluate import degradation_text, metric_settings, score_sr, training_record
 from .prepare import prepare
 
 __all__ = ["evaluate_folder", "resolve_checkpoint", "load_predictor", "Checkpoint", "UnusableInput", "NoFaceError",
@@ -92,8 +92,9 @@ class Checkpoint:
 
 
 def _train_hint(run: str) -> str:
+    key, scale, _ = parse_run_name(run)
     return (f"train it first: `dvc repro train@{run}` (the run {run!r} must be under runs: in params.yaml, "
-            f"e.g. `{run}: {{method: {run.rsplit('-x', 1)[0]}, scale: {run.rsplit('-x', 1)[-1]}}}`), "
+            f"e.g. `{run}: {{method: {key}, scale: {scale}}}`), "
             f"or give --checkpoint runs/<run>/model.pt")
 
 
@@ -107,7 +108,8 @@ def resolve_checkpoint(checkpoint: str | Path | None, method: str, scale: int, r
     if checkpoint is None:
         path = Path(runs_root) / want_run / "model.pt"
         if not path.is_file():
-            raise FileNotFoundError(f"no trained {method} x{scale} model: {path} does not exist; {_train_hint(want_run)}")
+            raise FileNotFoundError(f"no trained {method} x{scale} model: {path} does not exist; "
+                                    f"{_train_hint(want_run)}")
     else:
         p = Path(checkpoint)
         path = p / "model.pt" if p.is_dir() else p
@@ -146,7 +148,7 @@ def load_predictor(ck: Checkpoint, device: str):
         raise ConfigError(f"{ck.path}: run {ck.run} reads the ground-truth map {ck.run_config['prior_gt']!r} "
                           f"(prior_gt) at test time, which a photo does not have; use a run with a learned prior")
     predictor = RunPredictor.from_run(ck.path, device=device)
-    if not getattr(predictor.model, "outputs_sr", True):
+    if not predictor.model.outputs_sr:
         raise ConfigError(f"{ck.path}: run {ck.run} is a parsing network (no SR output); "
                           f"give an SR model's checkpoint")
     return predictor

@@ -11,8 +11,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from ..data.align import load_landmarks, read_faces
-from ..io import save_image, write_json, write_manifest
+from ..data.faces import load_landmarks, read_faces
+from ..io import save_image, to_uint8, write_json, write_manifest
 from ..labels import CLASSES, skin_lr
 from ..parsing import make_parser
 from ..settings import stage_settings
@@ -51,8 +51,7 @@ def parse_all(faces_root="data/faces", out_root="data/parsing", params: dict | N
             save_image(out_root / "skin" / r.dataset / f"{r.name}.png", ((lab == 1) * 255).astype(np.uint8))
             for s in scales:
                 m = skin_lr(lab, s)
-                save_image(out_root / "skin_lr" / f"x{s}" / r.dataset / f"{r.name}.png",
-                           np.clip(np.floor(m * 255 + 0.5), 0, 255).astype(np.uint8))
+                save_image(out_root / "skin_lr" / f"x{s}" / r.dataset / f"{r.name}.png", to_uint8(m))
     info = dict(parser.info())
     info.update({"n_faces": len(rows), "scales": scales,
                  "class_pixel_share": {c: round(float(n) / max(counts.sum(), 1), 5) for c, n in zip(CLASSES, counts)},

@@ -13,9 +13,8 @@ import pandas as pd
 import torch
 from torch.utils.data import default_collate
 
-from ..config import all_runs, run_config
-from ..data.align import load_landmarks
 from ..data.datasets import FaceSRDataset
+from ..data.faces import load_landmarks
 from ..inference import RunPredictor, model_complexity
 from ..io import write_csv
 from ..report import figures as F
@@ -23,11 +22,7 @@ from ..report.readme import ReportLog
 from ..report.results import load_paper_results, run_scale
 from .evaluate import TESTSET_SPLITS
 
-__all__ = ["ATTENTION_TYPES", "PARSING_TYPES", "FigureFaces", "recompute", "maps_figures", "cost_figures"]
-
-#: families of model types (``model.type`` of the run) whose maps the report recomputes
-ATTENTION_TYPES = ("sparnet",)
-PARSING_TYPES = ("parsingnet", "wnet", "pgnet")
+__all__ = ["FigureFaces", "recompute", "maps_figures", "cost_figures"]
 
 
 class FigureFaces:
@@ -81,64 +76,46 @@ def recompute(pred, batch: Mapping) -> dict:
         return pred.maps(b)
 
 
-def _model_type(params: Mapping, run: str, runs_root: Path) -> str | None:
-    """``model.type`` of a run: from params when the run is there, else from its model.pt."""
-    try:
-        if params and run in all_runs(params):
-            return str(run_config(params, run)["model"]["type"])
-    except Exception:  # noqa: BLE001 - a method not in params: fall back to the file
-        pass
-    f = runs_root / run / "model.pt"
-    if not f.is_file():
-        return None
-    blob = torch.load(f, map_location="cpu", weights_only=False)
-    return str((blob.get("model") or {}).get("type"))
-
-
-def maps_figures(log: ReportLog, faces: FigureFaces, params: Mapping, runs: Sequence[str], runs_root: Path,
-                  fig_dir: Path, attention_faces: int) -> None:
-    """SPARNet attention per FAU (one figure per run and face) and predicted parsing maps
-    (one figure per scale, a column per run)."""
+def maps_figures(log: ReportLog, faces: FigureFaces, runs: Sequence[str], runs_root: Path, fig_dir: Path,
+                 attention_faces: int) -> None:
+    """Attention maps (one figure per run and face) and predicted parsing maps (one figure per
+    scale, a column per run) of every trained run whose model declares them (``maps`` of
+    :class:`fsrlib.models.common.FSRModel`: ``attention``, ``parsing``)."""
     parsing_cols: dict[int, dict[str, list]] = {}
     for r in runs:
         s = run_scale(r)
-        if s is None:
+        if s is None or not (runs_root / r / "model.pt").is_file():
+            continue  # not trained: in the README's "not trained" note
+        try:
+            pred = RunPredictor.from_run(r, runs_root, "cpu")
+        except Exception as e:  # noqa: BLE001 - one run that cannot be loaded must not stop the report
+            log.note(f"attention / parsing maps of {r}: could not load its model ({e.__class__.__name__}: {e})")
             continue
-        mtype = _model_type(params, r, runs_root)
-        is_att = bool(mtype) and mtype.startswith(ATTENTION_TYPES)
-        is_parse = bool(mtype) and mtype.startswith(PARSING_TYPES)
+        is_att, is_parse = "attention" in pred.model.maps, "parsing" in pred.model.maps
         if not (is_att or is_parse):
             continue
         what = "attention maps" if is_att else "parsing maps"
-        if not (runs_root / r / "model.pt").is_file():
-            if r not in (params.get("runs") or {}) and r not in (params.get("chained") or {}):
-                log.note(f"{what} of {r}: not trained (no {runs_root / r / 'model.pt'})")
-            continue  # runs of params: in the "not trained" note
         try:
-            pred = RunPredictor.from_run(r, runs_root, "cpu")
             b = faces.batch(s)
             out = recompute(pred, b)
         except Exception as e:  # noqa: BLE001 - one run that cannot be run must not stop the report
             log.note(f"{what} of {r}: could not recompute ({e.__class__.__name__}: {e})")
             continue
         if is_att:
-            att = out.get("attention") or []
-            if not len(att):
-                log.note(f"attention maps of {r}: the model has no attention (e.g. att_type none)")
-                continue
-            fau = list(out.get("attention_fau") or range(1, len(att) + 1))
+            att = out["attention"]
+            stages = [f"FAU #{j}" for j in out["attention_fau"]] if "attention_fau" in out else \
+                [f"stage {j}" for j in range(1, len(att) + 1)]
             src = out.get("sr")
             for i in range(min(attention_faces, len(b["name"]))):
                 name = b["name"][i]
                 path = F.attention_maps(
                     [a[i] for a in att], fig_dir / f"attention_{r}_{name}.png",
                     image=(src[i].clamp(0, 1) if src is not None else b["hr"][i]),
-                    stage_names=[f"FAU #{j}" for j in fau],
-                    title=f"{r}: attention per FAU stage ({faces.testset} {name})")
-                log.fig(path, f"SPARNet attention of {r} on {name}: one panel per FAU with attention "
-                              f"(#{', #'.join(map(str, fau))}), min-max normalised (range in each title); "
-                              "bottom row overlaid on the SR face", "attention")
-        else:
+                    stage_names=stages, title=f"{r}: attention per stage ({faces.testset} {name})")
+                log.fig(path, f"Attention of {r} on {name}: one panel per attention stage ({', '.join(stages)}), "
+                              "min-max normalised (range in each title); bottom row overlaid on the SR face",
+                        "attention")
+        if is_parse:
             maps = out.get("parsing")
             if maps is None:
                 log.note(f"parsing maps of {r}: the model returns no `parsing` map")

@@ -8,8 +8,9 @@ layout kept them in ``results/``: read there when ``downstream/`` does not exist
 
 - ``{out}/tables/``: the paper-vs-ours tables (:func:`fsrlib.report.tables.build_all`);
 - ``{out}/figures/``: qualitative grids per scale (LR, every method with SR images, HR, eye
-  and mouth crops from the landmarks), SPARNet attention per FAU, predicted parsing maps
-  (ParsingNet, W-Net, PGNet), training curves (dvclive), PSNR vs parameters / MACs (ours
+  and mouth crops from the landmarks), the attention maps and predicted parsing maps of every
+  model that declares them (``FSRModel.maps``: SPARNet, AMINet; ParsingNet, W-Net, PGNet),
+  training curves (dvclive), PSNR vs parameters / MACs (ours
   and the papers'), identity-threshold curves (W-Net Fig. 6) and landmark CED curves
   (SPARNet Fig. 5b);
 - ``{out}/README.md``: every table and figure with a one-line caption, the protocol of our
@@ -230,7 +231,7 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
     :class:`BrokenResultsError` on an unreadable results file; anything missing becomes a note.
     ``downstream_root``: the downstream stage's folder (``None`` or a missing folder: read
     ``downstream.json`` / ``downstream_per_image.csv`` from ``results_root``).
-    ``attention_faces``: SPARNet attention figures per run (the first faces of the figure set)."""
+    ``attention_faces``: attention figures per run (the first faces of the figure set)."""
     t0 = time.perf_counter()
     results_root, runs_root, data_root, out = Path(results_root), Path(runs_root), Path(data_root), Path(out)
     rep = report_params(params_path)
@@ -289,7 +290,7 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
     with torch_threads(1):
         if faces is not None:
             timed("qualitative", _qualitative, log, faces, results_root, runs, scales, fig_dir)
-            timed("maps", maps_figures, log, faces, params, runs, runs_root, fig_dir, attention_faces)
+            timed("maps", maps_figures, log, faces, runs, runs_root, fig_dir, attention_faces)
         timed("training", _training_curves, log, runs, runs_root, fig_dir)
         if len(ours):
             timed("cost", cost_figures, log, ours, runs_root, scales, testset, fig_dir)

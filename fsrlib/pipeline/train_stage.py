@@ -1,15 +1,15 @@
 """The ``train`` stage: one run of params.yaml, trained on the prepared faces.
 
 ``train_run(params_path, run)`` resolves the run's trainer config (:func:`fsrlib.config.run_config`),
-validates it (:func:`fsrlib.train.schema.validate_runs`), builds the training and validation sets
-(only the batch keys the run needs), and calls :class:`fsrlib.train.trainer.Trainer`. A run folder left by a *different* config (DVC keeps
-checkpoints between runs so a killed run resumes) is moved to ``runs/_superseded/`` rather
-than deleted or silently resumed: nothing is lost.
+validates it (:func:`fsrlib.train.schema.validate_runs`), builds the training and validation
+sets (only the batch keys the run needs), and calls :class:`fsrlib.train.trainer.Trainer`. A
+run folder left by a *different* config, code or data (DVC keeps checkpoints between runs so a
+killed run resumes; :func:`fingerprint`) is moved to ``runs/_superseded/`` rather than deleted
+or silently resumed: nothing is lost.
 """
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import shutil
 import time
@@ -19,15 +19,16 @@ from typing import Any, Mapping
 import torch
 from torch.utils.data import default_collate
 
-from .. import losses as _losses  # noqa: F401  (registers the losses)
 from .. import models as _models  # noqa: F401  (registers the model zoo)
 from ..config import dataset_config, load_and_validate, run_config
 from ..data.datasets import FaceSRDataset
+from ..deps import module_deps
 from ..inference import MODEL_FILE_FORMAT, input_key, resolve_device
 from ..io import torch_save, write_json, write_text
+from ..losses import batch_keys, build_losses
 from ..metrics.image import psnr, ssim
 from ..models.common import count_params
-from ..registry import LOSSES, MODELS
+from ..registry import MODELS
 from ..train.live import files_only_live
 from ..train.schema import validate_config, validate_runs
 from ..train.trainer import Trainer
@@ -39,25 +40,16 @@ def _build_model(cfg: Mapping[str, Any]):
 
 
 def needed_keys(cfg: Mapping[str, Any]) -> set[str]:
-    """Batch keys a run reads: the model's input, every loss's target/mask, the prior's input."""
-    model = _build_model(cfg)
-    keys = {input_key(model), "hr"}
-    for c in [*(cfg.get("losses") or []), *(cfg.get("d_losses") or [])]:
-        if float(c.get("weight", 1.0)) == 0:
-            continue
-        fn, kw = LOSSES.split(c)
-        sig = inspect.signature(fn).parameters
-        for k in ("target", "mask", "parsing_target"):
-            v = kw.get(k, sig[k].default if k in sig else None)
-            if isinstance(v, str):
-                keys.add(v)
-    if cfg.get("recipe") == "two_stage" or cfg.get("prior_from"):
+    """Batch keys a run reads: the model's input, every loss's :meth:`~fsrlib.losses.Loss.batch_keys`
+    (weight-0 losses are not built), the prior's input and the validation target."""
+    c = validate_config(cfg)
+    keys = {input_key(_build_model(c)), "hr"}
+    keys |= batch_keys([*build_losses(c["losses"]), *build_losses(c["d_losses"])])
+    if c["recipe"] == "two_stage" or c["prior_from"]:
         keys.add("lr")  # ParsingNet reads the raw LR
-    if cfg.get("prior_gt"):
-        keys.add(cfg["prior_gt"])
-    val = cfg.get("val") or {}
-    if val.get("target"):
-        keys.add(val["target"])
+    if c["prior_gt"]:
+        keys.add(c["prior_gt"])
+    keys.add(c["val"]["target"])
     return keys
 
 
@@ -77,24 +69,21 @@ def make_datasets(params: Mapping, cfg: Mapping, keys: set[str], data_root: str 
     return train_set, val_set
 
 
-#: what a run's weights depend on besides its config: the train stage's code and data (the
-#: same paths as its DVC deps). A checkpoint from another fingerprint is never resumed.
-FINGERPRINT_PATHS = ("fsrlib/models", "fsrlib/train", "fsrlib/losses", "fsrlib/inference.py", "fsrlib/data/datasets.py",
-                     "fsrlib/data/degrade.py", "fsrlib/labels.py", "fsrlib/imresize.py", "data/faces/MANIFEST.md5",
-                     "data/lr/x{scale}/MANIFEST.md5", "data/parsing/MANIFEST.md5")
+#: the data a run's weights depend on besides its config and code (the train stage's DVC deps)
+FINGERPRINT_DATA = ("data/faces/MANIFEST.md5", "data/lr/x{scale}/MANIFEST.md5", "data/parsing/MANIFEST.md5")
 
 
 def fingerprint(cfg: Mapping, root: str | Path = ".") -> str:
-    """sha256 of the run config and the files in :data:`FINGERPRINT_PATHS`."""
+    """sha256 of the run config, of the code this stage runs (:func:`fsrlib.deps.module_deps` of
+    this module: the same import closure that makes the stage's dvc.yaml deps) and of the data
+    manifests :data:`FINGERPRINT_DATA`. A checkpoint from another fingerprint is never resumed."""
     h = hashlib.sha256(json.dumps(cfg, sort_keys=True, default=str).encode())
     root = Path(root)
-    for rel in FINGERPRINT_PATHS:
-        p = root / rel.format(scale=cfg.get("scale"))
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
-        for f in files:
-            if f.is_file():
-                h.update(str(f.relative_to(root)).encode())
-                h.update(f.read_bytes())
+    for rel in [*module_deps(__name__), *FINGERPRINT_DATA]:
+        f = root / rel.format(scale=cfg.get("scale"))
+        if f.is_file():
+            h.update(rel.format(scale=cfg.get("scale")).encode())
+            h.update(f.read_bytes())
     return h.hexdigest()
 
 

@@ -47,10 +47,9 @@ import torch
 from ..data.align import FaceAligner, apply_transform, key_points, similarity_from_points
 from ..data.degrade import degrade
 from ..inference import resolve_device
-from ..io import BadImage, read_image, save_image
+from ..io import BadImage, read_image, save_image, to_uint8
 from ..registry import ConfigError
 from ..settings import stage_settings
-from .evaluate import to_uint8
 from .folder import NoFaceError, UnusableInput, load_params_if_present, load_predictor, resolve_checkpoint
 
 __all__ = ["upscale_photo", "paste_face", "feather_mask", "UpscaleResult"]

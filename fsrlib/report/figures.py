@@ -3,7 +3,8 @@ PNG atomically (``fsrlib.io.atomic_path``) and returns its path.
 
 - :func:`qualitative_grid`: rows = faces; columns = LR (nearest-upscaled), each method, HR;
   with 68-point landmarks, a zoom row per face (eyes above mouth).
-- :func:`attention_maps`: SPARNet attention maps, one panel per FAU stage (optional overlay).
+- :func:`attention_maps`: attention maps (SPARNet's per FAU, AMINet's per LGFI), one panel per stage
+  (optional overlay).
 - :func:`parsing_maps`: predicted parsing maps (ParsingNet / W-Net binary maps, thesis 11
   maps, 19-class label maps) with label colours.
 - :func:`training_curves` (+ :func:`read_dvclive`): curves from dvclive's
@@ -28,7 +29,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
-from ..io import atomic_path
+from ..io import atomic_path, uint8_levels
 from ..labels import CLASSES as LABELS19  # the label space and colours of data/parsing's visualisations
 from ..labels import COLORS as _PALETTE19
 from ..labels import PARTS11 as _PARTS11_IDX
@@ -67,7 +68,8 @@ def _np(x: Any) -> np.ndarray:
 
 
 def to_uint8(img: Any) -> np.ndarray:
-    """HxWx3 (or HxW) uint8 from uint8 / float [0,1] arrays or tensors, HWC or CHW."""
+    """HxWx3 uint8 for display from uint8 / float [0,1] arrays or tensors, HWC, CHW or HxW
+    (values: :func:`fsrlib.io.uint8_levels`, the conversion of the scored PNGs)."""
     a = _np(img)
     if a.ndim == 4 and a.shape[0] == 1:
         a = a[0]
@@ -78,7 +80,7 @@ def to_uint8(img: Any) -> np.ndarray:
     if a.ndim == 2:
         a = np.stack([a] * 3, -1)
     if a.dtype != np.uint8:
-        a = np.clip(np.round(a.astype(np.float64) * 255.0), 0, 255).astype(np.uint8)
+        a = uint8_levels(a).numpy().astype(np.uint8)
     return np.ascontiguousarray(a)
 
 

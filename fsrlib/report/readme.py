@@ -31,7 +31,7 @@ class ReportLog:
             self.notes.append(msg)
 
 
-SECTIONS = (("qualitative", "Qualitative results"), ("attention", "SPARNet attention maps"),
+SECTIONS = (("qualitative", "Qualitative results"), ("attention", "Attention maps"),
              ("parsing", "Predicted parsing maps"), ("training", "Training curves"),
              ("cost", "PSNR vs model size"), ("downstream", "Downstream: identity and landmarks"))
 

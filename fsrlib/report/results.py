@@ -9,14 +9,13 @@
 - :func:`check_results` and the strict readers (:func:`read_json_strict`, ...): a results
   file that exists but cannot be read raises :class:`BrokenResultsError`.
 
-Run names are ``{method_key}-x{scale}`` (e.g. ``sparnet-x8``, ``wnet_expA-x4``), optionally
-followed by a tag (``sparnet-x8-seed2``); the untagged run is preferred.
+Run names follow :data:`fsrlib.config.RUN_NAME`: ``{method_key}-x{scale}`` (e.g. ``sparnet-x8``,
+``wnet_expA-x4``), optionally followed by a tag (``sparnet-x8-seed2``); the untagged run is preferred.
 """
 from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +23,15 @@ import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ["PAPER_CSV", "PAPER_KEY", "PROTOCOL_COLS", "load_paper_results", "parse_run_name", "run_scale", "run_label",
+from ..config import parse_run_name
+
+__all__ = ["PAPER_CSV", "PAPER_KEY", "PROTOCOL_COLS", "load_paper_results", "run_scale", "run_label",
            "load_results", "load_per_image", "BrokenResultsError", "read_json_strict", "read_csv_strict",
            "read_png_strict", "check_results"]
 
 PAPER_CSV = Path(__file__).with_name("paper_results.csv")
 PAPER_KEY = ["paper", "table", "block", "method", "dataset", "scale", "metric"]
 
-_RUN_RE = re.compile(r"^(?P<key>.+?)-x(?P<scale>\d+)(?:[-_.](?P<tag>.+))?$")
 PROTOCOL_COLS = ["data", "degradation", "crop_border", "color", "parser", "budget"]
 
 
@@ -44,14 +44,6 @@ def load_paper_results(path: str | Path = PAPER_CSV) -> pd.DataFrame:
     df["value"] = df["value"].astype(float)
     df["scale"] = pd.to_numeric(df["scale"].replace("", None)).astype("Int64")
     return df
-
-
-def parse_run_name(run: str) -> tuple[str, int | None, str]:
-    """``"wnet_expA-x4"`` -> ``("wnet_expA", 4, "")``; ``"sparnet-x8-seed2"`` -> tag ``seed2``."""
-    m = _RUN_RE.match(run)
-    if not m:
-        return run, None, ""
-    return m["key"], int(m["scale"]), m["tag"] or ""
 
 
 def _read_json(path: Path) -> dict:

@@ -17,8 +17,9 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
+from ..config import parse_run_name
 from ..io import write_csv, write_text
-from .results import PROTOCOL_COLS, load_paper_results, load_results, parse_run_name
+from .results import PROTOCOL_COLS, load_paper_results, load_results
 from .specs import TABLES, Row, TableSpec
 from .vocabulary import METRIC_DECIMALS, MISSING, OURS_METRIC, PAPERS, PROXY_MARK, RUN_LEVEL_METRICS, TESTSETS
 
@@ -452,7 +453,8 @@ def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None =
                      f"{n_ours}/{n_cells} | {_md_escape(spec.title)} |")
     summary = build_summary(ours)
     cap = ("Summary of our runs: every evaluated run and test set. "
-           "No paper numbers here; see the per-paper tables. A blank cell: the metric was not computed.\n" + protocol_caption(ours, sorted(ours["run"].unique())))
+           "No paper numbers here; see the per-paper tables. A blank cell: the metric was not computed.\n"
+           + protocol_caption(ours, sorted(ours["run"].unique())))
     md, csv = write_table(summary, "ours_summary", cap, out_dir)
     written += [md, csv]
     index.append(f"| [ours_summary](ours_summary.md) | — | ours | {len(summary)} rows | all our runs |")

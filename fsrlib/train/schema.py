@@ -80,9 +80,10 @@ from .. import models as _models  # noqa: F401  (registers the model zoo, discri
 from ..config import all_runs, run_config
 from ..losses import validate_loss_config
 from ..registry import LOSSES, MODELS, ConfigError
+from ..settings import deep_merge
 
 __all__ = ["DEFAULTS", "REQUIRED", "RECIPE_NAMES", "OPTIMIZER_KEYS", "SCHEDULES", "EMA_KEYS", "AUGMENT_KEYS",
-           "VAL_KEYS", "RESUME_FREE", "validate_config", "validate_runs"]
+           "VAL_KEYS", "RESUME_FREE", "validate_config", "validate_runs", "lint_params"]
 
 DEFAULTS: dict[str, Any] = {
     "method": None, "scale": None, "iters": None, "model": None, "losses": None,
@@ -278,3 +279,39 @@ def validate_runs(params: Mapping) -> Mapping:
     for name in all_runs(params):
         validate_config(run_config(params, name))
     return params
+
+
+def lint_params(params: Mapping) -> list[str]:
+    """What ``fsr check`` refuses besides invalid configs: one thing said two ways.
+
+    - A chained GAN run's generator must be its parent's *by construction*: the method's
+      ``model:`` is a YAML alias of the parent method's (``model: *aminet``), not a copy that
+      can drift (PyYAML loads an alias as the same object, which is what is checked).
+    - An ablation is a model preset (registered next to its model, e.g. ``sparnet_baseline``)
+      that a run selects with ``overrides: {model: {type: <preset>}}``; model overrides that
+      spell out a registered preset's arguments are refused.
+    Returns one message per problem (empty: nothing to fix)."""
+    problems: list[str] = []
+    methods = params.get("methods") or {}
+    runs = all_runs(params)
+    presets = MODELS.presets()
+    for name, r in runs.items():
+        m = methods.get(r.get("method")) or {}
+        over = ((r.get("overrides") or {}).get("model")) or {}
+        parent = runs.get(r.get("from") or "")
+        if parent is not None and m.get("recipe") != "two_stage" and not over \
+                and not ((parent.get("overrides") or {}).get("model")):
+            pm = methods.get(parent.get("method")) or {}
+            if m.get("model") is not pm.get("model"):
+                problems.append(f"methods.{r['method']}.model repeats methods.{parent['method']}.model (run {name} "
+                                f"starts from {r['from']}): write `model: *<anchor>` with an anchor on "
+                                f"methods.{parent['method']}.model, so the generator cannot drift")
+        if over and "type" not in over and isinstance(m.get("model"), Mapping):
+            merged = deep_merge(m["model"], over)
+            for preset, (base, defaults) in sorted(presets.items()):
+                if base == merged.get("type") and defaults and all(merged.get(k) == v for k, v in defaults.items()) \
+                        and not all(m["model"].get(k) == v for k, v in defaults.items()):
+                    problems.append(f"run {name}: overrides {dict(over)} spell out the model preset {preset!r}; "
+                                    f"write `overrides: {{model: {{type: {preset}}}}}` "
+                                    "(one way to express an ablation)")
+    return problems

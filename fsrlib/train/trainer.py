@@ -64,7 +64,7 @@ from tqdm.auto import tqdm
 
 from ..inference import MODEL_FILE_FORMAT, PriorNet, input_key, load_run_model, resolve_model_file
 from ..io import atomic_path, torch_save, write_json
-from ..losses import build_losses
+from ..losses import batch_keys, build_losses
 from ..metrics import image as image_metrics
 from ..models.common import count_params
 from ..registry import MODELS, ConfigError
@@ -272,9 +272,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ checks
     def _needed_batch_keys(self) -> set[str]:
-        keys = {self.input_key}
-        for loss in [*self.losses, *self.d_losses]:
-            keys.update(loss.batch_keys())
+        keys = {self.input_key} | batch_keys([*self.losses, *self.d_losses])
         if self.prior_net is not None:
             keys.add(self.prior_net.input_key)
         if self.cfg["prior_gt"]:
@@ -288,7 +286,9 @@ class Trainer:
             raise KeyError(f"training items lack {missing} (they have {sorted(item)})")
         if self.val_set is not None:
             v = self.val_set[0]
-            need = {self.input_key, self.cfg["val"]["target"]} | ({self.prior_net.input_key} if self.prior_net else set())
+            need = {self.input_key, self.cfg["val"]["target"]}
+            if self.prior_net:
+                need.add(self.prior_net.input_key)
             if self.cfg["prior_gt"]:
                 need.add(self.cfg["prior_gt"])
             missing = sorted(k for k in need if k not in v)

@@ -675,6 +675,18 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+def portable_arg(a: str) -> str:
+    """A command-line argument as committed files show it: a path inside the repository relative
+    to it, any other absolute path by its last component under ``$OUT`` (no machine paths)."""
+    if not a.startswith("/"):
+        return a
+    p = Path(a).resolve()
+    try:
+        return p.relative_to(REPO.resolve()).as_posix()
+    except ValueError:
+        return f"$OUT/{p.name}"
+
+
 def main(argv=None) -> list[dict]:
     args = parse_args(argv)
     t_start = time.perf_counter()
@@ -705,8 +717,8 @@ def main(argv=None) -> list[dict]:
         print("note:", m, file=sys.stderr)
 
     header = machine_info(ops, args.threads)
-    header["command"] = "`python benchmarks/models.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None
-                                                                                          else sys.argv[1:])) + "`"
+    header["command"] = "`python benchmarks/models.py " + " ".join(
+        portable_arg(shlex.quote(a)) for a in (argv if argv is not None else sys.argv[1:])) + "`"
     header["params file"] = f"{params_path}" + (f" ({'; '.join(msgs)})" if msgs else "")
     header["repetitions"] = (f"latency: median of up to {st.reps} after {st.warmup} warm-up (>= {st.min_reps}, "
                              f"~{st.budget_s:g} s cap); train step: median of up to {st.train_reps} after "

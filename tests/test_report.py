@@ -475,4 +475,76 @@ def test_markdown_footnotes_when_both_sides_are_missing():
     # untrained rows (bicubic, HR) have no budget to describe; trained ones do
     assert _budget_str({"iters": 0, "batch": 0, "train_time_s": 0.0}) == ""
     assert _budget_str({"iters": None, "batch": None}) == ""
-    assert _budget_str({"iters": 500, "batch": 8, "device": "cpu"}) == "500 iters × batch 8; device=cpu"
+    # wall time and device are per-run facts (runs.md), never in a caption
+    assert _budget_str({"iters": 500, "batch": 8, "device": "cpu", "train_time_s": 53.7}) == "500 iters × batch 8"
+
+
+# ============================================================================ readable captions (issue 13)
+def test_captions_are_short_and_link_runs_md(fake):
+    from fsrlib.report.captions import CAPTION_MAX
+    out = fake["out"]
+    for spec in [*SP.TABLES, None]:
+        name = spec.name if spec is not None else "ours_summary"
+        md = (out / f"{name}.md").read_text()
+        caption = md.split("\n\n|", 1)[0]  # title and caption lines, up to the table
+        assert len(caption) < CAPTION_MAX, (name, len(caption), caption)
+        assert 2 <= len([ln for ln in caption.splitlines() if ln.strip()]) <= 3, (name, caption)
+        assert "[runs.md](runs.md)" in caption and "train_time_s" not in md and "wall" not in caption
+
+
+def test_runs_table_written(fake):
+    out = fake["out"]
+    md = (out / "runs.md").read_text()
+    runs = pd.read_csv(out / "runs.csv", dtype=str, keep_default_na=False)
+    assert {"sparnet-x8", "srcnn-x4"} <= set(runs["run"])
+    for c in ("iterations", "batch", "images_seen", "wall_time_s", "device", "seed", "params_M", "macs_G"):
+        assert c in runs.columns and f" {c} " in md
+    assert "[runs](runs.md)" in (out / "README.md").read_text()
+
+
+def test_no_machine_paths_in_tables(tmp_path):
+    """A missing-metric reason that names a file under the home folder is written portably."""
+    from fsrlib.metrics.learned import _resolve_weights
+    from fsrlib.report.captions import portable
+    _, reason = _resolve_weights("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth", None, True,
+                                 "AlexNet backbone")
+    if reason:  # absent here: the reason names the torch hub cache, not this machine's home folder
+        assert "$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth" in reason and str(Path.home()) not in reason
+    home = f"{Path.home()}/.cache/torch/hub/checkpoints/x.pth"
+    assert portable(f"expected {home}") == "expected $TORCH_HOME/hub/checkpoints/x.pth"
+    _result(tmp_path, "aminet-x8", "celeba_test", {"psnr": 26.7, "ssim": 0.78, "lpips": None}, n=100)
+    mj = tmp_path / "results" / "aminet-x8" / "celeba_test" / "metrics.json"
+    obj = json.loads(mj.read_text())
+    obj["missing"]["lpips"] = f"weights not found at {Path.home()}/models/alexnet.pth"
+    mj.write_text(json.dumps(obj))
+    T.build_all(tmp_path / "results", tmp_path / "runs", tmp_path / "tables")
+    for f in (tmp_path / "tables").iterdir():
+        text = f.read_text()
+        assert str(Path.home()) not in text and str(tmp_path) not in text, f.name
+    assert "~/models/alexnet.pth" in (tmp_path / "tables" / "aminet_t7.md").read_text()
+
+
+def test_captions_short_with_the_pipelines_protocol(tmp_path):
+    """Protocol strings as the evaluate stage writes them, x4 and x8 runs, long budgets."""
+    def proto(ts, n, s, iters):
+        return {"data": f"{ts}: {n} faces (celeba test), dlib-aligned 128x128 (margin 1.2), trained on celeba:train",
+                "degradation": f"MATLAB imresize bicubic x{s} (antialiased, a=-0.5, boundary symmetric, round "
+                               "between passes True)", "crop_border": 0, "color": "y_bt601 (PSNR/SSIM); VIF on Y",
+                "parser": "landmark", "budget": {"iters": iters, "batch": 8, "train_time_s": 53.7, "device": "cpu"}}
+    for run, it in (("bicubic-x4", 0), ("bicubic-x8", 0), ("wnet-x4", 1500), ("wnet-x8", 250), ("fishfsrnet-x8", 100),
+                    ("fishfsrnet-x4", 100), ("sparnet-x8", 500), ("aminet-x8", 250), ("pgnet-x8", 250)):
+        s = parse_run_name(run)[1]
+        for ts, n in (("celeba_test", 464), ("helen50", 50)):
+            _result(tmp_path, run, ts, {"psnr": 25.0, "ssim": 0.7, "lpips": None, "vif": 0.3},
+                    {"identity_cos": 0.6, "lmk_dist_px": 3.0}, protocol=proto(ts, n, s, it), n=n)
+    from fsrlib.report.captions import CAPTION_MAX
+    out = tmp_path / "tables"
+    T.build_all(tmp_path / "results", tmp_path / "runs", out)
+    for p in out.glob("*.md"):
+        if p.name in ("README.md", "runs.md"):
+            continue
+        caption = p.read_text().split("\n\n|", 1)[0]
+        assert len(caption) < CAPTION_MAX, (p.name, len(caption), caption)
+        assert "53.7" not in p.read_text()
+    md = (out / "wnet_t1_mode_i.md").read_text()
+    assert "MATLAB bicubic ×4/×8" in md and "celeba:train → celeba_test (464), helen50 (50)" in md

@@ -71,8 +71,9 @@ def _resolve_weights(url: str, explicit: str | Path | None, offline: bool, what:
         p = torch_hub_checkpoint(url)
         if not p.is_file():
             if offline:
-                return None, (f"{what} weights not on this machine (offline=true): expected {p} "
-                              f"(from {url}); put the file there or pass its path")
+                return None, (f"{what} weights not on this machine (offline=true): expected in the torch hub "
+                              f"cache, `$TORCH_HOME/hub/checkpoints/{p.name}` (from {url}); put the file there "
+                              "or pass its path")
             try:
                 fetch(url, p, what=what, timeout=timeout)
             except OfflineError as e:

@@ -191,3 +191,19 @@ def cost_figures(log: ReportLog, ours: pd.DataFrame, runs_root: Path, scales: Se
                                   title=f"PSNR vs cost ×{s}, ours only (PSNR on {ts})")
             log.fig(path, f"PSNR vs parameters and MACs ×{s}, our runs only (their sizes are far below the "
                           "papers', so the combined plot squeezes them against the axis)", "cost")
+
+
+def run_complexities(runs_root: Path, log: ReportLog | None = None) -> dict[str, dict]:
+    """``{run: {params_M, macs_G, input}}`` counted on every ``runs_root/*/model.pt`` (the runs
+    table's MACs); a run whose count fails is left out with a note."""
+    out: dict[str, dict] = {}
+    for p in sorted(Path(runs_root).glob("*/model.pt")):
+        run = p.parent.name
+        if run.startswith(("_", ".")):
+            continue
+        try:
+            out[run] = model_complexity(run, runs_root)
+        except Exception as e:  # noqa: BLE001 - the table says "–" for this run
+            if log is not None:
+                log.note(f"runs table: MACs of {run} not counted ({e.__class__.__name__}: {e})")
+    return out

@@ -41,7 +41,7 @@ from ..report import figures as F
 from ..report.readme import ReportLog, table_entries, write_readme
 from ..report.results import check_results, load_results, read_csv_strict, read_png_strict, run_label, run_scale
 from ..report.tables import build_all
-from .report_models import FigureFaces, cost_figures, maps_figures
+from .report_models import FigureFaces, cost_figures, maps_figures, run_complexities
 
 REPORT_DEFAULTS: dict[str, Any] = {"figure_faces": 4, "figure_scales": None, "testset_for_figures": "helen50"}
 
@@ -245,7 +245,8 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
 
     # (1) tables
     tables_dir, fig_dir = out / "tables", out / "figures"
-    written = build_all(results_root, runs_root, tables_dir, downstream_dir=ds_root)
+    written = build_all(results_root, runs_root, tables_dir, downstream_dir=ds_root, params=params,
+                        complexity=run_complexities(runs_root, log))
     tables = table_entries(tables_dir, written)
     ours = load_results(results_root, runs_root, ds_root)
 

@@ -66,7 +66,9 @@ def _budget_str(b: Any) -> str:
             parts.append(f"{b['epochs']} epochs")
         if "batch" in b:
             parts.append(f"batch {b['batch']}")
-        parts += [f"{k}={v}" for k, v in b.items() if k not in ("iters", "epochs", "batch")]
+        # wall time and device are per-run facts (reports/tables/runs.md), not protocol: a rerun
+        # with the same numbers on another machine writes the same captions
+        parts += [f"{k}={v}" for k, v in b.items() if k not in ("iters", "epochs", "batch", "train_time_s", "device")]
         return " × ".join(parts[:2]) + ("; " + ", ".join(parts[2:]) if len(parts) > 2 else "")
     return str(b)
 

@@ -19,12 +19,14 @@ import pandas as pd
 
 from ..config import parse_run_name
 from ..io import write_csv, write_text
+from .captions import RUNS_LINK, caption_lines, ours_line, portable
 from .results import PROTOCOL_COLS, load_paper_results, load_results
+from .runs_table import write_runs_table
 from .specs import TABLES, Row, TableSpec
 from .vocabulary import METRIC_DECIMALS, MISSING, OURS_METRIC, PAPERS, PROXY_MARK, RUN_LEVEL_METRICS, TESTSETS
 
-__all__ = ["expected_method_keys", "build_table", "table_caption", "protocol_caption", "write_table", "build_summary",
-           "build_all"]
+__all__ = ["expected_method_keys", "build_table", "table_caption", "table_details", "protocol_caption", "write_table",
+           "build_summary", "build_all"]
 
 
 def expected_method_keys(paper: pd.DataFrame | None = None) -> list[str]:
@@ -340,14 +342,20 @@ def protocol_caption(ours: pd.DataFrame | None, runs: Sequence[str],
 
 
 def table_caption(spec: TableSpec, df: pd.DataFrame, ours: pd.DataFrame | None) -> str:
-    lines = [f"{spec.title}. Each cell: paper / ours; `–` with the reason where a number is missing."]
+    """Title, the paper's protocol and ours in one short line each, and the link to ``runs.md``
+    (:mod:`fsrlib.report.captions`; under ``CAPTION_MAX`` characters, no wall time)."""
+    return "\n".join(caption_lines(spec, df, ours))
+
+
+def table_details(spec: TableSpec, df: pd.DataFrame, ours: pd.DataFrame | None) -> list[str]:
+    """What goes below a table: stand-in test sets, the spec's notes, and both protocols in full."""
+    out = [f"{PROXY_MARK} stand-in test set: {p}." for p in df.attrs.get("proxies", [])]
+    out += list(spec.notes)
     if spec.paper_protocol:
-        lines.append(f"Paper ({PAPERS.get(spec.paper, spec.paper)}): {spec.paper_protocol}.")
-    lines.append(protocol_caption(ours, df.attrs.get("runs", []), df.attrs.get("used")))
-    for p in df.attrs.get("proxies", []):
-        lines.append(f"{PROXY_MARK} stand-in test set: {p}.")
-    lines += list(spec.notes)
-    return "\n".join(lines)
+        out.append(f"Paper ({PAPERS.get(spec.paper, spec.paper)}), full protocol: {spec.paper_protocol}.")
+    out.append(protocol_caption(ours, df.attrs.get("runs", []), df.attrs.get("used")).replace(
+        "Ours: ", "Ours, full protocol: ", 1))
+    return out
 
 
 _SIDE_RE = re.compile(rf"^{MISSING} \((?P<why>.*)\)$")
@@ -389,18 +397,23 @@ def _markdown(df: pd.DataFrame) -> tuple[str, list[str]]:
     return "\n".join(out), notes
 
 
-def write_table(df: pd.DataFrame, name: str, caption: str, out_dir: str | Path = "reports/tables") -> tuple[Path, Path]:
-    """Write ``{out_dir}/{name}.md`` (caption, table, footnotes) and ``{name}.csv`` (the cells
-    with their inline reasons; the caption goes to the Markdown only)."""
+def write_table(df: pd.DataFrame, name: str, caption: str, out_dir: str | Path = "reports/tables",
+                details: Sequence[str] = ()) -> tuple[Path, Path]:
+    """Write ``{out_dir}/{name}.md`` (caption, table, footnotes, ``details`` as notes below)
+    and ``{name}.csv`` (the cells with their inline reasons; the caption goes to the Markdown
+    only). Machine paths in any text become portable (:func:`fsrlib.report.captions.portable`)."""
     out_dir = Path(out_dir)
+    df = df.map(lambda v: portable(v) if isinstance(v, str) else v) if len(df) else df
     table_md, notes = _markdown(df) if len(df.columns) else ("(empty table)", [])
-    cap_lines = caption.splitlines() or [name]
+    cap_lines = [portable(c) for c in caption.splitlines()] or [name]
     md = [f"# {cap_lines[0]}", ""]
     if len(cap_lines) > 1:
-        md += [*(f"- {ln}" for ln in cap_lines[1:]), ""]
+        md += [*(f"{ln}  " for ln in cap_lines[1:]), ""]
     md += [table_md, ""]
     if notes:
         md += ["Missing values:", ""] + [f"[{i}] {n}  " for i, n in enumerate(notes, 1)] + [""]
+    if details:
+        md += ["Notes:", ""] + [f"- {portable(d)}" for d in details] + [""]
     md_path = write_text(out_dir / f"{name}.md", "\n".join(md))
     csv_path = write_csv(out_dir / f"{name}.csv", df)
     return md_path, csv_path
@@ -430,8 +443,11 @@ def build_summary(ours: pd.DataFrame) -> pd.DataFrame:
 
 def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None = "runs",
               out_dir: str | Path = "reports/tables", paper: pd.DataFrame | None = None,
-              specs: Sequence[TableSpec] = TABLES, downstream_dir: str | Path | None = None) -> list[Path]:
-    """Every table of :data:`TABLES`, a summary of our runs, and ``README.md`` (the index)."""
+              specs: Sequence[TableSpec] = TABLES, downstream_dir: str | Path | None = None,
+              params: dict | None = None, complexity: dict | None = None) -> list[Path]:
+    """Every table of :data:`TABLES`, a summary of our runs, ``runs.md``/``.csv`` (the per-run
+    facts, :mod:`fsrlib.report.runs_table`; ``params`` for the seeds, ``complexity``
+    ``{run: {params_M, macs_G}}`` counted on the models) and ``README.md`` (the index)."""
     out_dir = Path(out_dir)
     paper = load_paper_results() if paper is None else paper
     ours = load_results(results_dir, runs_dir, downstream_dir)
@@ -443,7 +459,7 @@ def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None =
     for spec in specs:
         df = build_table(spec, ours, paper)
         cap = table_caption(spec, df, ours)
-        md, csv = write_table(df, spec.name, cap, out_dir)
+        md, csv = write_table(df, spec.name, cap, out_dir, table_details(spec, df, ours))
         written += [md, csv]
         value_cols = [c for c in df.columns if c not in ("Method", "ours run", "config")]
         n_cells = len(df) * len(value_cols)
@@ -452,12 +468,17 @@ def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None =
         index.append(f"| [{spec.name}]({spec.name}.md) | {spec.paper} {spec.table} | {spec.kind} | "
                      f"{n_ours}/{n_cells} | {_md_escape(spec.title)} |")
     summary = build_summary(ours)
-    cap = ("Summary of our runs: every evaluated run and test set. "
-           "No paper numbers here; see the per-paper tables. A blank cell: the metric was not computed.\n"
-           + protocol_caption(ours, sorted(ours["run"].unique())))
-    md, csv = write_table(summary, "ours_summary", cap, out_dir)
+    all_ours = sorted(ours["run"].unique())
+    cap = ("Summary of our runs: every evaluated run and test set (no paper numbers; blank: not computed)\n"
+           f"{ours_line(ours, all_ours)} {RUNS_LINK}")
+    md, csv = write_table(summary, "ours_summary", cap, out_dir,
+                          [protocol_caption(ours, all_ours).replace("Ours: ", "Ours, full protocol: ", 1)])
     written += [md, csv]
     index.append(f"| [ours_summary](ours_summary.md) | — | ours | {len(summary)} rows | all our runs |")
+    if runs_dir is not None:
+        written += list(write_runs_table(out_dir, runs_dir, params, complexity))
+        index.append("| [runs](runs.md) | — | runs | one row per run | iterations, batch, wall time, device, "
+                     "seed, parameters, MACs |")
     index += ["", "Method keys the tables look for (runs are named `<key>-x<scale>`): "
               + ", ".join(f"`{k}`" for k in expected_method_keys(paper)), ""]
     written.append(write_text(out_dir / "README.md", "\n".join(index)))

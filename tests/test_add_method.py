@@ -109,6 +109,8 @@ def test_readme_toy_methods_end_to_end(toys, tiny_data, tmp_path, monkeypatch):
     for n, run in zip(names, entries["runs"]):
         summary = train_stage.train_run(path, run, data_root=tiny_data, progress=False)
         assert summary["iterations"] == 2 and (tmp_path / "runs" / run / "model.pt").is_file()
+        card = (tmp_path / "runs" / run / "README.md").read_text()  # the model card, by the train stage
+        assert "## Training" in card and "MACs" in card and f"--checkpoint runs/{run}/model.pt" in card
         res = evaluate_stage.evaluate_run(path, run, data_root=tiny_data, results_root=results, progress=False)
         rec = json.loads((results / run / "helen50" / "metrics.json").read_text())
         assert rec["outputs_sr"] is True and rec["maps"] == list(MODELS.get(n).maps)

@@ -548,3 +548,14 @@ def test_captions_short_with_the_pipelines_protocol(tmp_path):
         assert "53.7" not in p.read_text()
     md = (out / "wnet_t1_mode_i.md").read_text()
     assert "MATLAB bicubic ×4/×8" in md and "celeba:train → celeba_test (464), helen50 (50)" in md
+
+
+def test_report_model_cards(fake, tmp_path):
+    """reports/cards/<run>.md: the run's card with its metrics per test set and their protocol."""
+    from fsrlib.report.cards import write_report_cards
+    written = write_report_cards(tmp_path / "cards", fake["ours"], None, fake["root"] / "runs")
+    assert {p.name for p in written} == {"sparnet-x8.md", "srcnn-x4.md"}
+    card = (tmp_path / "cards" / "sparnet-x8.md").read_text()
+    assert "| helen50 | 50 | 24.10 | 0.7012 |" in card and "Protocol: Ours:" in card
+    assert "[1] AlexNet backbone weights not on this machine" in card
+    assert "fsr upscale photo.jpg --method sparnet --scale 8 --checkpoint runs/sparnet-x8/model.pt" in card

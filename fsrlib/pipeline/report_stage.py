@@ -38,6 +38,7 @@ import pandas as pd
 from ..config import all_runs, load_and_validate
 from ..inference import torch_threads
 from ..report import figures as F
+from ..report.cards import load_paper_profile, write_report_cards
 from ..report.readme import ReportLog, table_entries, write_readme
 from ..report.results import check_results, load_results, read_csv_strict, read_png_strict, run_label, run_scale
 from ..report.tables import build_all
@@ -245,10 +246,13 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
 
     # (1) tables
     tables_dir, fig_dir = out / "tables", out / "figures"
+    complexity = run_complexities(runs_root, log)
     written = build_all(results_root, runs_root, tables_dir, downstream_dir=ds_root, params=params,
-                        complexity=run_complexities(runs_root, log))
+                        complexity=complexity)
     tables = table_entries(tables_dir, written)
     ours = load_results(results_root, runs_root, ds_root)
+    # the model cards with their metrics (runs/<run>/README.md, the train stage's, links here)
+    write_report_cards(out / "cards", ours, params, runs_root, complexity, load_paper_profile())
 
     # (2) figures
     fig_dir.mkdir(parents=True, exist_ok=True)

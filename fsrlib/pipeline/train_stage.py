@@ -23,12 +23,13 @@ from .. import models as _models  # noqa: F401  (registers the model zoo)
 from ..config import dataset_config, load_and_validate, run_config
 from ..data.datasets import FaceSRDataset
 from ..deps import module_deps
-from ..inference import MODEL_FILE_FORMAT, input_key, resolve_device
+from ..inference import MODEL_FILE_FORMAT, input_key, model_complexity, resolve_device
 from ..io import torch_save, write_json, write_text
 from ..losses import batch_keys, build_losses
 from ..metrics.image import psnr, ssim
 from ..models.common import count_params
 from ..registry import MODELS
+from ..report.cards import card_info, load_paper_profile, write_run_card
 from ..train.live import files_only_live
 from ..train.schema import validate_config, validate_runs
 from ..train.trainer import Trainer
@@ -151,8 +152,23 @@ def train_run(params_path: str | Path, run: str, device: str | None = None, data
         print(f"{run}: the previous run folder was made with another config, code or data; moved to {moved}")
     train_set, val_set = make_datasets(params, cfg, needed_keys(cfg), data_root)
     if _has_no_weights(cfg):
-        return export_untrained(cfg, runs_root, val_set)
-    progress = tr.get("progress", True) if progress is None else progress
-    trainer = Trainer(cfg, train_set, val_set, runs_root=runs_root, device=resolve_device(device or tr.get("device")),
-                      progress=progress)
-    return trainer.fit()
+        summary = export_untrained(cfg, runs_root, val_set)
+    else:
+        progress = tr.get("progress", True) if progress is None else progress
+        trainer = Trainer(cfg, train_set, val_set, runs_root=runs_root,
+                          device=resolve_device(device or tr.get("device")), progress=progress)
+        summary = trainer.fit()
+    write_card(params, run, runs_root, data_root, Path(params_path).name)
+    return summary
+
+
+def write_card(params: Mapping, run: str, runs_root: Path, data_root: str | Path = "data",
+               params_name: str = "params.yaml") -> Path:
+    """``runs/<run>/README.md``, the run's model card (:mod:`fsrlib.report.cards`), with the
+    parameters and MACs counted on its ``model.pt``."""
+    parser_json = Path(data_root) / "parsing" / "parser.json"
+    parser = json.loads(parser_json.read_text()).get("parser") if parser_json.is_file() else None
+    cx = model_complexity(run, runs_root)
+    info = card_info(run, params, runs_root, {"params_M": cx["params_M"], "macs_G": cx["macs_G"]}, parser,
+                     load_paper_profile(), params_name)
+    return write_run_card(runs_root / run, info)

@@ -61,10 +61,17 @@ def cmd_evaluate(a) -> int:
 
 
 def cmd_upscale(a) -> int:
-    from .pipeline.upscale import upscale_photo
+    from .pipeline.upscale import upscale_folder, upscale_photo
 
+    if Path(a.photo).is_dir():
+        res = upscale_folder(a.photo, method=a.method, scale=a.scale, checkpoint=a.checkpoint, out=a.out,
+                             device=a.device, params_path=a.params, simulate=a.simulate)
+        for name, why in res["skipped"].items():
+            print(f"skipped {name}: {why}")
+        print(f"wrote {len(res['written'])} photo(s) to {res['out']} ({len(res['skipped'])} skipped)")
+        return 0
     out = upscale_photo(a.photo, method=a.method, scale=a.scale, checkpoint=a.checkpoint, out=a.out,
-                        device=a.device, params_path=a.params)
+                        device=a.device, params_path=a.params, simulate=a.simulate)
     print(f"wrote {out}")
     return 0
 
@@ -92,12 +99,16 @@ def main(argv=None) -> int:
     s.add_argument("--device", default="auto")
     s.set_defaults(fn=cmd_evaluate)
 
-    s = sub.add_parser("upscale", help="super-resolve the faces of a photo and paste them back")
-    s.add_argument("photo")
+    s = sub.add_parser("upscale", help="super-resolve the faces of a low-resolution photo (or a folder of them)")
+    s.add_argument("photo", help="a photo, or a folder of photos")
     s.add_argument("--method", required=True)
     s.add_argument("--scale", type=int, required=True, choices=[4, 8, 16])
     s.add_argument("--checkpoint", default=None, help="default: runs/<method>-x<scale>/model.pt")
-    s.add_argument("--out", default=None, help="output image (default: <photo>_fsr_<method>_x<scale>.png)")
+    s.add_argument("--out", default=None, help="output image (default: <photo>_fsr_<method>_x<scale>.png; "
+                                                "for a folder: <folder>_fsr_<method>_x<scale>/)")
+    s.add_argument("--simulate", action="store_true",
+                   help="treat each face as the HR: degrade it scale times and super-resolve that (the photo keeps "
+                        "its size)")
     s.add_argument("--device", default="auto")
     s.set_defaults(fn=cmd_upscale)
 

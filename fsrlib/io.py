@@ -212,10 +212,11 @@ def read_image(path) -> tuple[np.ndarray, list[str]]:
     """Read an image as HxWx3 uint8 RGB, applying the project's rules.
 
     Returns ``(rgb, notes)`` where ``notes`` lists what was handled (``exif_rotated``,
-    ``grayscale_to_rgb``, ``cmyk_to_rgb``, ``opaque_alpha_dropped``, ``16bit_to_8bit``,
-    ``palette_to_rgb``). Raises :class:`BadImage` with reason ``unreadable`` (missing,
-    empty, truncated or not an image) or ``transparent`` (an alpha channel with
-    transparent pixels: there is no honest colour to put there).
+    ``grayscale_to_rgb``, ``cmyk_to_rgb``, ``opaque_alpha_dropped``,
+    ``semi_transparent_on_white`` (alpha between 1 and 254: composited on white),
+    ``16bit_to_8bit``, ``palette_to_rgb``). Raises :class:`BadImage` with reason
+    ``unreadable`` (missing, empty, truncated or not an image) or ``transparent`` (fully
+    transparent pixels, alpha 0: there is no honest colour to put there).
     """
     path = Path(path)
     notes: list[str] = []
@@ -247,10 +248,16 @@ def read_image(path) -> tuple[np.ndarray, list[str]]:
         mode = im.mode
     if mode in ("RGBA", "LA", "PA"):
         alpha = np.asarray(im.getchannel("A"))
-        if alpha.min() < 255:
-            raise BadImage("transparent", f"{(alpha < 255).mean():.1%} of pixels are transparent")
-        im = im.convert("RGB")
-        notes.append("opaque_alpha_dropped")
+        if alpha.min() == 0:  # only a fully transparent pixel has no colour at all
+            raise BadImage("transparent", f"{(alpha == 0).mean():.1%} of pixels are fully transparent")
+        if alpha.min() < 255:  # semi-transparent: the photo as it shows on a white page
+            a = alpha.astype(np.float32)[..., None] / 255.0
+            rgb = np.asarray(im.convert("RGB"), np.float32)
+            im = Image.fromarray(np.clip(rgb * a + 255.0 * (1.0 - a) + 0.5, 0, 255).astype(np.uint8))
+            notes.append("semi_transparent_on_white")
+        else:
+            im = im.convert("RGB")
+            notes.append("opaque_alpha_dropped")
     elif mode == "CMYK":
         im = im.convert("RGB")
         notes.append("cmyk_to_rgb")

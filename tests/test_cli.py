@@ -81,7 +81,7 @@ def _check_only_face_changed(photo: np.ndarray, result: np.ndarray, box) -> None
 def test_upscale_bicubic_default_checkpoint_and_out(tmp_path, monkeypatch, astronaut, face_box, capsys):
     monkeypatch.chdir(tmp_path)
     make_checkpoint(tmp_path / "runs", "bicubic", 8, {"type": "bicubic"})
-    assert main(["upscale", str(astronaut), "--method", "bicubic", "--scale", "8"]) == 0
+    assert main(["upscale", str(astronaut), "--method", "bicubic", "--scale", "8", "--simulate"]) == 0
     out = tmp_path / "astronaut_fsr_bicubic_x8.png"
     side = tmp_path / "astronaut_fsr_bicubic_x8_side_by_side.png"
     assert out.is_file() and side.is_file()
@@ -97,12 +97,83 @@ def test_upscale_edsr_raw_lr_model(tmp_path, astronaut, face_box):
 
     ck = make_checkpoint(tmp_path / "runs", "edsr", 4, {"type": "edsr", "ch": 4, "n_blocks": 1})
     res = upscale_photo(astronaut, "edsr", 4, checkpoint=ck.parent, out=tmp_path / "o" / "edsr.png",
-                        params_path=None)
+                        params_path=None, simulate=True)
     assert res.photo.is_file() and res.side_by_side.is_file()
     assert len(res.faces) == 1
     f = res.faces[0]
     assert f["lr"].shape == (32, 32, 3) and f["sr"].shape == (128, 128, 3) and f["aligned"].shape == (128, 128, 3)
     _check_only_face_changed(_rgb(astronaut), _rgb(res.photo), face_box)
+
+
+@pytest.fixture(scope="module")
+def small_face(tmp_path_factory, face_box) -> Path:
+    """A real low-resolution photo: the astronaut shrunk so that her face (landmark box) is
+    ~16 px wide, inside a larger grey frame."""
+    import skimage.data
+
+    x0, y0, x1, y1 = face_box
+    f = 16.0 / (x1 - x0)
+    small = Image.fromarray(skimage.data.astronaut()).resize((round(512 * f), round(512 * f)), Image.LANCZOS)
+    frame = Image.new("RGB", (small.width + 60, small.height + 40), (120, 120, 120))
+    frame.paste(small, (40, 10))
+    p = tmp_path_factory.mktemp("small") / "small_face.png"
+    frame.save(p)
+    return p
+
+
+def test_upscale_real_small_face_enlarged_by_the_scale(tmp_path, monkeypatch, small_face, capsys):
+    """Default mode: the photo is the LR; the output is the photo x8 with the face super-resolved."""
+    from fsrlib.pipeline.upscale import upscale_photo
+
+    monkeypatch.chdir(tmp_path)
+    make_checkpoint(tmp_path / "runs", "bicubic", 8, {"type": "bicubic"})
+    photo = _rgb(small_face)
+    assert main(["upscale", str(small_face), "--method", "bicubic", "--scale", "8"]) == 0
+    out = _rgb(tmp_path / "small_face_fsr_bicubic_x8.png")
+    assert out.shape == (photo.shape[0] * 8, photo.shape[1] * 8, 3)
+    assert (tmp_path / "small_face_fsr_bicubic_x8_side_by_side.png").is_file()
+    res = upscale_photo(small_face, "bicubic", 8, out=tmp_path / "again.png")
+    f = res.faces[0]
+    assert len(res.faces) == 1 and f["lr"].shape == (16, 16, 3) and f["sr"].shape == (128, 128, 3)
+    # the LR frame is cut from the photo's own pixels: it is the photo's face, not a degraded copy
+    assert abs(float(f["lr"].mean()) - float(photo[10:, 40:].mean())) < 60
+    # the same face is too small for a x4 model (32 px LR frame): a clear message with its size
+    ck = make_checkpoint(tmp_path / "runs", "edsr", 4, {"type": "edsr", "ch": 4, "n_blocks": 1})
+    assert main(["upscale", str(small_face), "--method", "edsr", "--scale", "4", "--checkpoint", str(ck)]) == 2
+    err = capsys.readouterr().err
+    assert "too small" in err and "smaller than the model's 32x32 LR input at x4" in err and " px" in err
+
+
+def test_upscale_folder_with_progress(tmp_path, monkeypatch, small_face, capsys):
+    import skimage.data
+
+    monkeypatch.chdir(tmp_path)
+    make_checkpoint(tmp_path / "runs", "bicubic", 8, {"type": "bicubic"})
+    d = tmp_path / "photos"
+    d.mkdir()
+    shutil.copy(small_face, d / "a.png")
+    Image.fromarray(skimage.data.coffee()[::4, ::4]).save(d / "b_noface.jpg")
+    assert main(["upscale", str(d), "--method", "bicubic", "--scale", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped b_noface.jpg" in out and "wrote 1 photo(s)" in out
+    assert (tmp_path / "photos_fsr_bicubic_x8" / "a.png").is_file()
+
+
+def test_semi_transparent_photo_is_composited_on_white(tmp_path, astronaut):
+    from fsrlib.io import BadImage, read_image
+
+    rgb = _rgb(astronaut)
+    p = tmp_path / "alpha128.png"
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 128, np.uint8)])).save(p)
+    img, notes = read_image(p)
+    assert "semi_transparent_on_white" in notes
+    expect = np.floor(rgb * (128 / 255) + 255 * (127 / 255) + 0.5)
+    assert np.abs(img.astype(float) - expect).max() <= 1
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    rgba[:10, :10, 3] = 0  # a fully transparent pixel has no colour: refused
+    Image.fromarray(rgba).save(p)
+    with pytest.raises(BadImage, match="fully transparent"):
+        read_image(p)
 
 
 @pytest.mark.parametrize("kind", ["coffee", "flat"])

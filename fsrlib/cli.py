@@ -76,6 +76,16 @@ def cmd_upscale(a) -> int:
     return 0
 
 
+def cmd_export(a) -> int:
+    from .pipeline.export import export_onnx
+
+    res = export_onnx(a.run, a.onnx, runs_root=a.runs_root, check=not a.no_check)
+    diff = "" if res["max_abs_diff"] is None else (
+        f"; onnxruntime vs PyTorch on a real face: max abs diff {res['max_abs_diff']:.2e}")
+    print(f"wrote {res['path']} (inputs {', '.join(res['inputs'])}, output sr, dynamic batch){diff}")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="fsr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -111,6 +121,13 @@ def main(argv=None) -> int:
                         "its size)")
     s.add_argument("--device", default="auto")
     s.set_defaults(fn=cmd_upscale)
+
+    s = sub.add_parser("export", help="export a trained run as ONNX (checked against PyTorch with onnxruntime)")
+    s.add_argument("run", help="a run name (runs/<run>/model.pt), a run folder or a model.pt")
+    s.add_argument("--onnx", required=True, help="output .onnx file")
+    s.add_argument("--runs-root", default="runs")
+    s.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
+    s.set_defaults(fn=cmd_export)
 
     a = p.parse_args(argv)
     from .io import OfflineError

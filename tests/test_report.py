@@ -559,3 +559,14 @@ def test_report_model_cards(fake, tmp_path):
     assert "| helen50 | 50 | 24.10 | 0.7012 |" in card and "Protocol: Ours:" in card
     assert "[1] AlexNet backbone weights not on this machine" in card
     assert "fsr upscale photo.jpg --method sparnet --scale 8 --checkpoint runs/sparnet-x8/model.pt" in card
+
+
+def test_headline_table(fake, paper):
+    """Every x8 method on CelebA and Helen: paper / ours and the margin over bicubic."""
+    from fsrlib.report.headline import headline_table
+    lines = headline_table(fake["ours"], paper)
+    assert lines and "CelebA PSNR paper / ours" in lines[0] and "Helen Δ bicubic paper / ours" in lines[0]
+    row = next(ln for ln in lines if ln.startswith("| sparnet | sparnet-x8 |"))
+    # SPARNet's own paper (Table I) prints Helen only; CelebA comes from AMINet Table VII
+    assert "/ 25.50" in row and "/ 24.10" in row and "/ +1.10" in row  # 24.10 - bicubic-x8's 23.00 on helen50
+    assert lines[2].startswith("| bicubic | bicubic-x8 |")

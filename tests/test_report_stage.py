@@ -316,3 +316,25 @@ def test_inspect_face_parsing_and_coarse_maps(fake_data, tmp_path):
     g = inspect_face("pgnet-x8", "helen50", 0, params_path=None, runs_root=tmp_path / "runs", data_root=fake_data)
     assert g["coarse"].shape == (128, 128, 3) and g["parsing"].shape[0] == 11 and g["error"].shape == (128, 128)
     assert g["labels"].shape == (128, 128)
+
+
+# =============================================================================== the inspect notebook
+def test_inspect_notebook_executes_headless(fake_data, tmp_path):
+    """notebooks/inspect.ipynb with papermill: its parameters cell, then the widget panels drawn once."""
+    import papermill as pm
+
+    save_model(tmp_path / "runs", "sparnet-x8", "sparnet", 8, SPARNET)
+    save_model(tmp_path / "runs", "bicubic-x8", "bicubic", 8, {"type": "bicubic"})
+    out = tmp_path / "inspect_out.ipynb"
+    repo = Path(__file__).resolve().parents[1]
+    pm.execute_notebook(str(repo / "notebooks" / "inspect.ipynb"), str(out), cwd=str(repo), progress_bar=False,
+                        execution_timeout=120, start_timeout=120,
+                        kernel_name="python3",
+                        parameters={"run": "sparnet-x8", "testset": "helen50", "face": 1,
+                                    "runs_root": str(tmp_path / "runs"), "data_root": str(fake_data)})
+    nb = json.loads(out.read_text())
+    text = json.dumps(nb)
+    assert "astro_1" in text and "PSNR" in text
+    widgets = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
+    state = json.dumps(widgets)
+    assert "run B" in state and "bicubic-x8" in state  # the comparison panel's drop-downs

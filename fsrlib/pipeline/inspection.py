@@ -219,3 +219,39 @@ def _inspect_figure(res: Mapping, crop: int):
                  f"{', crop ' + str(crop) if crop else ''})", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+# =============================================================================== the notebook's widgets
+def available_runs(runs_root: str | Path = "runs") -> list[str]:
+    """Run names with a ``model.pt`` under ``runs_root`` (the inspect notebook's run drop-down)."""
+    root = Path(runs_root)
+    return sorted(p.parent.name for p in root.glob("*/model.pt") if not p.parent.name.startswith(("_", ".")))
+
+
+def face_names(testset: str, data_root: str | Path = "data", scale: int = 8) -> list[str]:
+    """``dataset/name`` of every face of ``testset`` in the data set's order (the face drop-down)."""
+    ds_name, split = TESTSET_SPLITS[testset]
+    df = FaceSRDataset(Path(data_root), ds_name, split, scale, keys=("hr",)).df
+    return [f"{d}/{n}" for d, n in zip(df["dataset"], df["name"])]
+
+
+def compare_figure(a: Mapping, b: Mapping):
+    """Two runs on the same face: LR, SR of each, HR; error map of each (same colour scale)."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(2, 4, figsize=(12, 6.4))
+    vmax = max(float(np.max(r["error"])) if r["error"] is not None else 0.0 for r in (a, b)) or 1.0
+    tiles = [("LR", a["lr"]), (f"{a['run']}", a["sr"]), (f"{b['run']}", b["sr"]), ("HR", a["hr"])]
+    for k, (title, img) in enumerate(tiles):
+        if img is not None:
+            ax[0, k].imshow(np.clip(img, 0, 1), interpolation="nearest")
+        ax[0, k].set_title(title, fontsize=9)
+    for k, r in ((1, a), (2, b)):
+        if r["error"] is not None:
+            ax[1, k].imshow(r["error"], cmap="magma", vmin=0, vmax=vmax)
+            ax[1, k].set_title(f"|SR-HR| {r['run']}\nPSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f}", fontsize=8)
+    for x in ax.ravel():
+        x.axis("off")
+    fig.suptitle(f"{a['testset']}: {a['dataset']}/{a['name']} (x{a['scale']})", fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -7,6 +7,9 @@
                                       prepare + degrade + evaluate + downstream on any folder
     fsr upscale PHOTO --method M --scale S [--checkpoint C]
                                       super-resolve every face of a photo, paste back
+    fsr import METHOD PATH [--run NAME] [--scale S]
+                                      an authors' released checkpoint (Face-SPARNet: sparnet,
+                                      sparnet_light, sparnethd, sparnethd_3d) -> runs/NAME/
 
 Each command imports its code when it runs (not at the top of this module), so that
 ``fsr --help`` and ``fsr check`` do not load the pipeline's heavy dependencies (dlib, OpenCV,
@@ -69,6 +72,14 @@ def cmd_upscale(a) -> int:
     return 0
 
 
+def cmd_import(a) -> int:
+    from .pipeline.official_import import import_official
+
+    out = import_official(a.method, a.path, run=a.run, scale=a.scale, runs_root=a.runs_root)
+    print(f"wrote {out}/model.pt (use it: fsr evaluate DIR --method {a.method} --scale {a.scale} --checkpoint {out})")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="fsr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
@@ -100,6 +111,14 @@ def main(argv=None) -> int:
     s.add_argument("--out", default=None, help="output image (default: <photo>_fsr_<method>_x<scale>.png)")
     s.add_argument("--device", default="auto")
     s.set_defaults(fn=cmd_upscale)
+
+    s = sub.add_parser("import", help="turn an authors' released checkpoint into a run folder")
+    s.add_argument("method", help="released model: sparnet | sparnet_light | sparnethd | sparnethd_3d")
+    s.add_argument("path", help="the released generator state dict (.pth)")
+    s.add_argument("--run", default=None, help="run name (default: <method>-x<scale>-official)")
+    s.add_argument("--scale", type=int, default=8, choices=[4, 8, 16])
+    s.add_argument("--runs-root", default="runs")
+    s.set_defaults(fn=cmd_import)
 
     a = p.parse_args(argv)
     from .io import OfflineError

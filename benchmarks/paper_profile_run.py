@@ -1,6 +1,6 @@
 """Train one run of the paper profile for as long as a GPU lease allows, then score it.
 
-    python benchmarks/paper_profile_run.py --params params/paper.yaml --run sparnet-x8 \\
+    python benchmarks/paper_profile_run.py --profile paper --run sparnet-x8 \\
         --data data --time-budget-s 120 --out reports/benchmarks/paper_run
 
 Uses the same trainer, datasets and metric code as the pipeline. The LR inputs are made on the
@@ -24,16 +24,18 @@ sys.path.insert(0, str(ROOT))
 
 
 def main(argv=None) -> int:
-    from fsrlib.config import dataset_config, load_and_validate, run_config
+    from fsrlib.config import dataset_config, load_params, run_config, validate_params
     from fsrlib.data.datasets import FaceSRDataset
     from fsrlib.inference import RunPredictor
     from fsrlib.io import write_json
     from fsrlib.metrics.scoring import evaluate_images
     from fsrlib.pipeline.train_stage import needed_keys
+    from fsrlib.profiles import load_profile
     from fsrlib.train.trainer import Trainer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--params", default="params/paper.yaml")
+    ap.add_argument("--params", default="params.yaml")
+    ap.add_argument("--profile", default="paper", help="params/<profile>.yaml over --params (fsrlib.profiles)")
     ap.add_argument("--run", default="sparnet-x8")
     ap.add_argument("--data", default="data")
     ap.add_argument("--out", default="reports/benchmarks/paper_run")
@@ -42,7 +44,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-val-images", type=int, default=16)
     a = ap.parse_args(argv)
 
-    params = load_and_validate(a.params)
+    params = load_profile(a.profile, a.params) if a.profile else load_params(a.params)
+    validate_params(params)
     cfg = run_config(params, a.run)
     cfg["num_workers"] = a.workers
     cfg["val"] = {**(cfg.get("val") or {}), "max_images": a.max_val_images}
@@ -75,7 +78,7 @@ def main(argv=None) -> int:
             srs.append(pred(b).clamp(0, 1).cpu())
             hrs.append(b["hr"].cpu())
     _, agg, missing = evaluate_images(torch.cat(srs), torch.cat(hrs), ["psnr", "ssim"], progress=False)
-    res = {"run": a.run, "params_file": a.params, "time_budget_s": a.time_budget_s,
+    res = {"run": a.run, "params_file": a.params, "profile": a.profile, "time_budget_s": a.time_budget_s,
            "train_images": len(train_set), "planned_iters": run_config(params, a.run)["iters"],
            "iterations": summary["iterations"], "batch_size": summary["batch_size"],
            "images_per_s": summary["images_per_s"], "device": summary["device_name"],

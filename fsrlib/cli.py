@@ -1,6 +1,7 @@
 """The ``fsr`` command.
 
-    fsr check                         validate params.yaml (methods, runs, scales, keys)
+    fsr check [--profile P]           validate params.yaml and each profile params/P.yaml
+                                      (an overlay on it; fsrlib.profiles) (methods, runs, keys)
     fsr download [--source mirror|public] [--mirror PATH]
                                       fill data/raw (tracked by data.dvc) with checksums
     fsr evaluate --method M --scale S --checkpoint C DIR
@@ -22,20 +23,38 @@ import os
 import sys
 from pathlib import Path
 
+from .registry import ConfigError
+
 
 def cmd_check(a) -> int:
-    from .config import all_runs, load_and_validate
+    from .config import all_runs, validate_params
+    from .profiles import list_profiles, load_profile
     from .train.schema import lint_params, validate_runs
 
-    params = validate_runs(load_and_validate(a.params))
-    problems = lint_params(params)
-    if problems:
+    base = Path(a.params)
+    targets = [(str(base), None)] + [(f"{base} + params/{n}.yaml", n) for n in list_profiles(base.parent)
+                                    if a.profile in (None, n)]
+    if a.profile is not None and len(targets) == 1:
+        raise FileNotFoundError(f"no profile {a.profile!r} in {base.parent / 'params'}")
+    bad = 0
+    for label, name in targets:
+        if name is None:
+            from .config import load_and_validate
+            params = load_and_validate(base)
+        else:
+            params = load_profile(name, base)
+            try:
+                validate_params(params)
+            except ConfigError as e:
+                raise ConfigError(f"profile {name}: {e}") from e
+        validate_runs(params)
+        problems = lint_params(params)
         for msg in problems:
-            print(f"fsr check: {a.params}: {msg}", file=sys.stderr)
-        return 2
-    runs = all_runs(params)
-    print(f"{a.params}: OK ({len(params.get('methods') or {})} methods, {len(runs)} runs)")
-    return 0
+            print(f"fsr check: {label}: {msg}", file=sys.stderr)
+        bad += bool(problems)
+        if not problems:
+            print(f"{label}: OK ({len(params.get('methods') or {})} methods, {len(all_runs(params))} runs)")
+    return 2 if bad else 0
 
 
 def cmd_download(a) -> int:
@@ -85,7 +104,8 @@ def main(argv=None) -> int:
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    s = sub.add_parser("check", help="validate params.yaml")
+    s = sub.add_parser("check", help="validate params.yaml and every profile of params/ (overlays)")
+    s.add_argument("--profile", default=None, help="check params.yaml and this profile only")
     s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("download", help="fill data/raw from a mirror or the public sources")
@@ -122,7 +142,6 @@ def main(argv=None) -> int:
 
     a = p.parse_args(argv)
     from .io import OfflineError
-    from .registry import ConfigError
 
     try:
         return a.fn(a)

@@ -47,6 +47,8 @@ def smoke_params(params: dict, batch: int) -> dict:
     import copy
 
     p = copy.deepcopy(params)
+    data = p.setdefault("data", {})
+    data["mirror"] = str((ROOT / (data.get("mirror") or "../shared/datasets")).resolve())
     tr = p.setdefault("train", {})
     tr.update(max_train_images=4, max_val_images=2, threads=1, progress=False, device="cpu")
     for name, m in (p.get("methods") or {}).items():
@@ -65,7 +67,7 @@ def child(a) -> int:
     import torch
     import yaml
 
-    from fsrlib.config import dataset_config, run_config
+    from fsrlib.config import all_runs, dataset_config, run_config
     from fsrlib.losses.vgg import make_vgg19_features, vgg_override
     from fsrlib.pipeline.train_stage import train_run
 
@@ -79,9 +81,10 @@ def child(a) -> int:
     t0 = time.perf_counter()
     try:
         cfg = run_config(params, run)
-        row.update(method=cfg["method"], model=cfg["model"].get("type"), scale=cfg["scale"],
-                   smoke_batch=cfg.get("batch_size"), paper_batch=meta[cfg["method"]]["batch"],
-                   paper_iters=meta[cfg["method"]]["iters"])
+        method = all_runs(params)[run]["method"]
+        row.update(method=method, model=cfg["model"].get("type"), scale=cfg["scale"],
+                   smoke_batch=cfg.get("batch_size"), paper_batch=meta[method]["batch"],
+                   paper_iters=meta[method]["iters"])
         dcfg = dataset_config(params, run)
         row["hr_px"] = int(dcfg.get("hr_size", 128))
         ppath = work / "params.yaml"
@@ -168,72 +171,11 @@ def gpu_step_ms(model_type: str) -> float | None:
     return float(r["train step (ms)"]) / float(r.get("train batch", 8) or 8)  # per image
 
 
-def fmt_h(s):
-    if s is None:
-        return ""
-    return f"{s / 3600:.1f} h" if s < 86400 * 3 else f"{s / 86400:.0f} d"
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--profile", default="paper")
-    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
-    ap.add_argument("--runs", default=None, help="comma-separated subset (default: every run)")
-    ap.add_argument("--batch", type=int, default=2)
-    ap.add_argument("--work", default="/tmp/fsr_paper_smoke")
-    ap.add_argument("--data", default=str(ROOT / "data"))
-    ap.add_argument("--out", default=str(ROOT / "reports" / "benchmarks"))
-    ap.add_argument("--timeout-s", type=int, default=1800)
-    ap.add_argument("--vgg-weights", action="store_true", help="use the real VGG19 weights (connected machine)")
-    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--spec", default=None, help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
-    if a.one:
-        return child(a)
-
+def write_tables(rows, a, t_all, n_planned):
     import pandas as pd
 
-    from fsrlib.config import all_runs, validate_params
     from fsrlib.io import write_csv, write_text
-    from fsrlib.profiles import load_profile
-    from fsrlib.train.schema import validate_runs
 
-    params = load_profile(a.profile, a.params)
-    validate_params(params)
-    validate_runs(params)
-    meta = {m: {"iters": v.get("iters"), "batch": v.get("batch_size", 16)} for m, v in params["methods"].items()}
-    sp = smoke_params(params, a.batch)
-    work = Path(a.work)
-    (work / "data").mkdir(parents=True, exist_ok=True)
-    for d in ("raw", "index", "faces", "lr", "parsing"):
-        link = work / "data" / d
-        if not link.exists():
-            link.symlink_to(Path(a.data).resolve() / d)
-    spec = work / "spec.json"
-    spec.write_text(json.dumps({"params": sp, "meta": meta}, default=str))
-    runs = list(all_runs(params)) if not a.runs else a.runs.split(",")
-    rows, t_all = [], time.perf_counter()
-    for run in runs:
-        cmd = [sys.executable, __file__, "--one", run, "--spec", str(spec), "--work", str(work)]
-        if a.vgg_weights:
-            cmd.append("--vgg-weights")
-        try:
-            out = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout_s,
-                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
-            line = [ln for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
-            row = json.loads(line[-1][4:]) if line else {"run": run, "status": "failed",
-                                                         "note": out.stderr.strip().splitlines()[-1][:300]
-                                                         if out.stderr.strip() else f"exit {out.returncode}"}
-        except subprocess.TimeoutExpired:
-            row = {"run": run, "status": "failed", "note": f"timeout {a.timeout_s} s"}
-        s = row.get("s_per_step")
-        if s and row.get("paper_iters") and row.get("smoke_batch"):
-            row["est_cpu_s"] = row["paper_iters"] * s * row["paper_batch"] / row["smoke_batch"]
-        g = gpu_step_ms(row.get("model") or "")
-        if g and row.get("paper_iters"):
-            row["est_gpu_s"] = row["paper_iters"] * row["paper_batch"] * g / 1000
-        rows.append(row)
-        print(f"{run}: {row['status']} {s} s/step {row.get('peak_rss_MiB')} MiB {row.get('note', '')}", flush=True)
     cols = ["run", "method", "model", "scale", "hr_px", "params_M", "smoke_batch", "s_per_step", "peak_rss_MiB",
             "checkpoint", "eval_set", "eval_n", "psnr", "ssim", "status", "paper_iters", "paper_batch",
             "est_cpu_s", "est_gpu_s", "wall_s", "note"]
@@ -244,7 +186,8 @@ def main(argv=None) -> int:
     lines = [
         "# Paper-profile smoke: every run, 2 steps at paper size", "",
         f"Written by `benchmarks/paper_smoke.py` (profile `{a.profile}`: params.yaml + params/{a.profile}.yaml). "
-        f"{n_ok}/{len(df)} runs ok. Date (UTC) {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}; "
+        f"{n_ok}/{len(df)} runs ok ({len(df)} of {n_planned} run so far). "
+        f"Date (UTC) {time.strftime('%Y-%m-%d %H:%M', time.gmtime())}; "
         f"host: {os.cpu_count()} logical CPU cores visible, torch threads 1 (OMP_NUM_THREADS="
         f"{os.environ.get('OMP_NUM_THREADS', 'unset')}), load average at end "
         f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}; whole script {time.perf_counter() - t_all:.0f} s.", "",
@@ -270,6 +213,91 @@ def main(argv=None) -> int:
                      f"{fmt_h(r.get('est_cpu_s') if pd.notna(r.get('est_cpu_s')) else None)} | "
                      f"{fmt_h(r.get('est_gpu_s') if pd.notna(r.get('est_gpu_s')) else None)} | {v('note')} |")
     write_text(out / "paper_smoke.md", "\n".join(lines) + "\n")
+    return n_ok, df
+
+
+def fmt_h(s):
+    if s is None:
+        return ""
+    return f"{s / 3600:.1f} h" if s < 86400 * 3 else f"{s / 86400:.0f} d"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--profile", default="paper")
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"))
+    ap.add_argument("--runs", default=None, help="comma-separated subset (default: every run)")
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--work", default="/tmp/fsr_paper_smoke")
+    ap.add_argument("--data", default=str(ROOT / "data"))
+    ap.add_argument("--out", default=str(ROOT / "reports" / "benchmarks"))
+    ap.add_argument("--timeout-s", type=int, default=1800)
+    ap.add_argument("--vgg-weights", action="store_true", help="use the real VGG19 weights (connected machine)")
+    ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--spec", default=None, help=argparse.SUPPRESS)
+    a = ap.parse_args(argv)
+    if a.one:
+        return child(a)
+
+    from fsrlib.config import all_runs, validate_params
+    from fsrlib.profiles import load_profile
+    from fsrlib.train.schema import validate_runs
+
+    params = load_profile(a.profile, a.params)
+    validate_params(params)
+    validate_runs(params)
+    meta = {m: {"iters": v.get("iters"), "batch": v.get("batch_size", 16)} for m, v in params["methods"].items()}
+    sp = smoke_params(params, a.batch)
+    work = Path(a.work)
+    (work / "data").mkdir(parents=True, exist_ok=True)
+    for d in ("raw", "index", "faces", "lr", "parsing"):
+        link = work / "data" / d
+        if not link.exists():
+            link.symlink_to(Path(a.data).resolve() / d)
+    if not (work / "data" / "hr512" / "faces" / "faces.csv").exists():  # SPARNetHD: 4 faces per split suffice
+        from fsrlib.data.hr_faces import prepare_hr_faces
+
+        src = "ffhq" if (params.get("data") or {}).get("ffhq") else "celebamask_hq"
+        prepare_hr_faces(work / "data" / "hr512", 512, src, mirror=sp["data"]["mirror"], raw=work / "data" / "raw",
+                         limit=4)
+    spec = work / "spec.json"
+    spec.write_text(json.dumps({"params": sp, "meta": meta}, default=str))
+    runs = list(all_runs(params)) if not a.runs else a.runs.split(",")
+    rows, t_all = [], time.perf_counter()
+    csv = Path(a.out) / "paper_smoke.csv"
+    if a.runs and csv.exists():  # a subset: its rows replace theirs in the existing table
+        import pandas as pd
+
+        old = pd.read_csv(csv).to_dict("records")
+        keep = {r["run"]: r for r in old if r["run"] not in runs}
+        order = list(all_runs(params))
+        rows = [keep[r] for r in order if r in keep]
+    for run in runs:
+        cmd = [sys.executable, __file__, "--one", run, "--spec", str(spec), "--work", str(work)]
+        if a.vgg_weights:
+            cmd.append("--vgg-weights")
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout_s,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+            line = [ln for ln in out.stdout.splitlines() if ln.startswith("ROW ")]
+            row = json.loads(line[-1][4:]) if line else {"run": run, "status": "failed",
+                                                         "note": out.stderr.strip().splitlines()[-1][:300]
+                                                         if out.stderr.strip() else f"exit {out.returncode}"}
+        except subprocess.TimeoutExpired:
+            row = {"run": run, "status": "failed", "note": f"timeout {a.timeout_s} s"}
+        s = row.get("s_per_step")
+        if s and row.get("paper_iters") and row.get("smoke_batch"):
+            row["est_cpu_s"] = row["paper_iters"] * s * row["paper_batch"] / row["smoke_batch"]
+        g = gpu_step_ms(row.get("model") or "")
+        if g and row.get("paper_iters"):
+            row["est_gpu_s"] = row["paper_iters"] * row["paper_batch"] * g / 1000
+        rows.append(row)
+        if a.runs:
+            order = list(all_runs(params))
+            rows.sort(key=lambda r: order.index(r["run"]) if r["run"] in order else len(order))
+        print(f"{run}: {row['status']} {s} s/step {row.get('peak_rss_MiB')} MiB {row.get('note', '')}", flush=True)
+        n_ok, df = write_tables(rows, a, t_all, len(all_runs(params)))  # after every row: survives a kill
+    out = Path(a.out)
     print(f"wrote {out / 'paper_smoke.md'} ({n_ok}/{len(df)} ok)")
     return 0 if n_ok == len(df) else 1
 

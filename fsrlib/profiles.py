@@ -76,17 +76,19 @@ def list_profiles(root: str | os.PathLike = ".") -> list[str]:
 
 
 def load_profile(name: str | os.PathLike, base: str | os.PathLike = "params.yaml") -> dict:
-    """The effective params of a profile (``base`` + overlay), not yet validated."""
+    """The effective params of a profile (``base`` + overlay), not yet validated. ``"paper,ablations"``
+    applies the overlays in that order."""
     base = Path(base)
-    path = profile_path(name, base.parent)
-    if not path.is_file():
-        known = ", ".join(list_profiles(base.parent)) or "none"
-        raise FileNotFoundError(f"no profile {name!r}: {path} does not exist (profiles: {known})")
     with open(base) as f:
-        b = yaml.safe_load(f) or {}
-    with open(path) as f:
-        o = yaml.safe_load(f) or {}
-    return apply_overlay(b, o)
+        params = yaml.safe_load(f) or {}
+    for one in str(name).split(","):
+        path = profile_path(one, base.parent)
+        if not path.is_file():
+            known = ", ".join(list_profiles(base.parent)) or "none"
+            raise FileNotFoundError(f"no profile {one!r}: {path} does not exist (profiles: {known})")
+        with open(path) as f:
+            params = apply_overlay(params, yaml.safe_load(f) or {})
+    return params
 
 
 def dump(params: Mapping) -> str:
@@ -107,7 +109,8 @@ def apply(name: str, root: str | os.PathLike = ".") -> Path:
     base, backup = root / "params.yaml", root / BACKUP
     if backup.exists():
         raise ConfigError(f"{backup} exists: a profile is already applied (`python -m fsrlib.profiles restore`)")
-    text = HEADER.format(name=name, path=profile_path(name, ".")) + dump(load_profile(name, base))
+    paths = " + ".join(str(profile_path(n, ".")) for n in name.split(","))
+    text = HEADER.format(name=name, path=paths) + dump(load_profile(name, base))
     backup.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(base, backup)
     from .io import write_text

@@ -88,10 +88,13 @@ def child(a) -> int:
         dcfg = dataset_config(params, run)
         row["hr_px"] = int(dcfg.get("hr_size", 128))
         ppath = work / "params.yaml"
-        vgg = any(loss.get("type") == "perceptual" and loss.get("weight", 1) for loss in cfg["losses"])
-        ctx = vgg_override(lambda: make_vgg19_features()) if vgg and not a.vgg_weights else None
-        if ctx:
-            row["note"] = "random VGG19 (ImageNet weights offline)"
+        used = []
+
+        def random_vgg():  # any loss that builds VGG19 (perceptual, W-Net key regions) gets this one
+            used.append(1)
+            return make_vgg19_features()
+
+        ctx = None if a.vgg_weights else vgg_override(random_vgg)
         with open(ppath, "w") as f:
             yaml.safe_dump(params, f, sort_keys=False)
         os.chdir(work)
@@ -100,6 +103,8 @@ def child(a) -> int:
                 summary = train_run(ppath, run, device="cpu", data_root=work / "data", progress=False)
         else:
             summary = train_run(ppath, run, device="cpu", data_root=work / "data", progress=False)
+        if used:
+            row["note"] = "random VGG19 (ImageNet weights offline)"
         row["params_M"] = summary.get("params_M")
         it = summary.get("iterations") or 0
         row["iterations"] = it

@@ -8,7 +8,8 @@ For each run of ``params.yaml + params/<profile>.yaml`` (fsrlib.profiles), in pa
 
 1. trains it with the pipeline's own code (``fsrlib.pipeline.train_stage.train_run``) on a
    smoke copy of the effective params: the paper's model, losses, recipe and input size;
-   ``iters: 2`` at batch ``--batch`` (1 for SPARNetHD at 512 px and W-Net), 4 training faces,
+   ``iters: 2`` at batch ``--batch`` (1 for SPARNetHD at 512 px and W-Net), 4 training faces
+   (LR made online from the HR with the degrade stage's MATLAB imresize: the demo data has no x16),
    a checkpoint at step 2 and the final ``model.pt``;
 2. reloads the run from its ``model.pt`` (``fsrlib.inference.RunPredictor``) and scores 4
    faces: helen50 (PSNR / SSIM, the evaluate stage's ``evaluate_run``), or for SPARNetHD the
@@ -72,6 +73,15 @@ def child(a) -> int:
     from fsrlib.pipeline.train_stage import train_run
 
     torch.set_num_threads(1)
+    from fsrlib.data import datasets as _ds
+
+    _init = _ds.FaceSRDataset.__init__
+
+    def online_init(self, *args, **kw):  # LR from the HR with the degrade stage's code: the demo data
+        kw["lr_source"] = "online"        # has no x16 LR; same numbers as the stage's files (tested)
+        _init(self, *args, **kw)
+
+    _ds.FaceSRDataset.__init__ = online_init
     spec = json.loads(Path(a.spec).read_text())
     params = spec["params"]
     meta = spec["meta"]

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The project's two commands (see README):
 #   ./run.sh repro [args for `dvc repro`]   set up if needed, get the raw data, run the pipeline
+#   ./run.sh repro --profile paper [args]   the same with params/paper.yaml over params.yaml
+#                                           (fsrlib/profiles.py; params.yaml is put back after)
 #   ./run.sh test  [args for `pytest`]      set up if needed, run the test suite
 #   ./run.sh lint                           set up if needed, ruff (config in pyproject.toml)
 # Set-up = a virtual environment in .venv (FSR_VENV to change) with requirements.txt,
@@ -35,11 +37,24 @@ ensure_raw_data() {
   fsr download
 }
 
+restore_profile() {
+  # a profile run writes its effective params into params.yaml (what DVC and the notebooks
+  # read) and keeps the demo file in .dvc/tmp/params.base.yaml; put it back (also after a kill)
+  if [ -f .dvc/tmp/params.base.yaml ]; then python -m fsrlib.profiles restore; fi
+}
+
 cmd="${1:-}"; shift || true
 case "$cmd" in
   repro)
     ensure_env
+    restore_profile
+    profile=""
+    if [ "${1:-}" = "--profile" ]; then profile="${2:?--profile needs a name (params/<name>.yaml)}"; shift 2; fi
     ensure_raw_data
+    if [ -n "$profile" ]; then
+      trap restore_profile EXIT
+      python -m fsrlib.profiles apply "$profile"
+    fi
     dvc repro "$@"
     ;;
   test)

@@ -1,12 +1,16 @@
 """The ``fsr`` command.
 
-    fsr check                         validate params.yaml (methods, runs, scales, keys)
+    fsr check [--profile P]           validate params.yaml and each profile params/P.yaml
+                                      (an overlay on it; fsrlib.profiles) (methods, runs, keys)
     fsr download [--source mirror|public] [--mirror PATH]
                                       fill data/raw (tracked by data.dvc) with checksums
     fsr evaluate --method M --scale S --checkpoint C DIR
                                       prepare + degrade + evaluate + downstream on any folder
     fsr upscale PHOTO --method M --scale S [--checkpoint C]
                                       super-resolve every face of a photo, paste back
+    fsr import METHOD PATH [--run NAME] [--scale S]
+                                      an authors' released checkpoint (Face-SPARNet: sparnet,
+                                      sparnet_light, sparnethd, sparnethd_3d) -> runs/NAME/
 
 Each command imports its code when it runs (not at the top of this module), so that
 ``fsr --help`` and ``fsr check`` do not load the pipeline's heavy dependencies (dlib, OpenCV,
@@ -19,20 +23,38 @@ import os
 import sys
 from pathlib import Path
 
+from .registry import ConfigError
+
 
 def cmd_check(a) -> int:
-    from .config import all_runs, load_and_validate
+    from .config import all_runs, validate_params
+    from .profiles import list_profiles, load_profile
     from .train.schema import lint_params, validate_runs
 
-    params = validate_runs(load_and_validate(a.params))
-    problems = lint_params(params)
-    if problems:
+    base = Path(a.params)
+    targets = [(str(base), None)] + [(f"{base} + params/{n}.yaml", n) for n in list_profiles(base.parent)
+                                    if a.profile in (None, n)]
+    if a.profile is not None and len(targets) == 1:
+        raise FileNotFoundError(f"no profile {a.profile!r} in {base.parent / 'params'}")
+    bad = 0
+    for label, name in targets:
+        if name is None:
+            from .config import load_and_validate
+            params = load_and_validate(base)
+        else:
+            params = load_profile(name, base)
+            try:
+                validate_params(params)
+            except ConfigError as e:
+                raise ConfigError(f"profile {name}: {e}") from e
+        validate_runs(params)
+        problems = lint_params(params)
         for msg in problems:
-            print(f"fsr check: {a.params}: {msg}", file=sys.stderr)
-        return 2
-    runs = all_runs(params)
-    print(f"{a.params}: OK ({len(params.get('methods') or {})} methods, {len(runs)} runs)")
-    return 0
+            print(f"fsr check: {label}: {msg}", file=sys.stderr)
+        bad += bool(problems)
+        if not problems:
+            print(f"{label}: OK ({len(params.get('methods') or {})} methods, {len(all_runs(params))} runs)")
+    return 2 if bad else 0
 
 
 def cmd_download(a) -> int:
@@ -86,12 +108,21 @@ def cmd_export(a) -> int:
     return 0
 
 
+def cmd_import(a) -> int:
+    from .pipeline.official_import import import_official
+
+    out = import_official(a.method, a.path, run=a.run, scale=a.scale, runs_root=a.runs_root)
+    print(f"wrote {out}/model.pt (use it: fsr evaluate DIR --method {a.method} --scale {a.scale} --checkpoint {out})")
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="fsr", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     sub = p.add_subparsers(dest="cmd", required=True)
 
-    s = sub.add_parser("check", help="validate params.yaml")
+    s = sub.add_parser("check", help="validate params.yaml and every profile of params/ (overlays)")
+    s.add_argument("--profile", default=None, help="check params.yaml and this profile only")
     s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("download", help="fill data/raw from a mirror or the public sources")
@@ -129,9 +160,16 @@ def main(argv=None) -> int:
     s.add_argument("--no-check", action="store_true", help="skip the onnxruntime parity check")
     s.set_defaults(fn=cmd_export)
 
+    s = sub.add_parser("import", help="turn an authors' released checkpoint into a run folder")
+    s.add_argument("method", help="released model: sparnet | sparnet_light | sparnethd | sparnethd_3d")
+    s.add_argument("path", help="the released generator state dict (.pth)")
+    s.add_argument("--run", default=None, help="run name (default: <method>-x<scale>-official)")
+    s.add_argument("--scale", type=int, default=8, choices=[4, 8, 16])
+    s.add_argument("--runs-root", default="runs")
+    s.set_defaults(fn=cmd_import)
+
     a = p.parse_args(argv)
     from .io import OfflineError
-    from .registry import ConfigError
 
     try:
         return a.fn(a)

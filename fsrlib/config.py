@@ -118,7 +118,7 @@ def run_config(params: Mapping, run_name: str) -> dict:
     return cfg
 
 
-DATASET_KEYS = {"augment", "degradation"}
+DATASET_KEYS = {"augment", "degradation", "hr_size", "hr_source"}
 
 
 def dataset_config(params: Mapping, run_name: str) -> dict:
@@ -126,7 +126,9 @@ def dataset_config(params: Mapping, run_name: str) -> dict:
 
     ``augment``: ``{hflip, rot90, rescale: [lo, hi]}`` (applied per item, seeded; LR
     regenerated after rescaling); ``degradation``: ``bicubic`` | ``blind-paper`` |
-    ``blind-released`` (SPARNetHD)."""
+    ``blind-released`` (SPARNetHD); ``hr_size`` (default 128): 512 trains on the 512-px faces of
+    ``hr_source`` (``ffhq`` when ``data.ffhq`` is true, else ``celebamask_hq``:
+    :mod:`fsrlib.data.hr_faces`)."""
     r = all_runs(params)[run_name]
     m = (params.get("methods") or {})[r["method"]]
     d = deep_merge(m.get("dataset") or {}, (r.get("overrides") or {}).get("dataset"))
@@ -134,6 +136,10 @@ def dataset_config(params: Mapping, run_name: str) -> dict:
     if extra:
         raise ConfigError(f"run {run_name!r}: unknown dataset option(s) {sorted(extra)}; "
                           f"allowed: {sorted(DATASET_KEYS)}")
+    if int(d.get("hr_size", 128)) not in (128, 512):
+        raise ConfigError(f"run {run_name!r}: dataset.hr_size must be 128 or 512, got {d['hr_size']}")
+    if d.get("hr_source") not in (None, "celebamask_hq", "ffhq"):
+        raise ConfigError(f"run {run_name!r}: dataset.hr_source must be celebamask_hq or ffhq, got {d['hr_source']!r}")
     return d
 
 

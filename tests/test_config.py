@@ -9,17 +9,21 @@ import pytest
 
 from fsrlib.cli import main as fsr
 from fsrlib.config import load_and_validate, load_params, parse_run_name, run_config, run_key, validate_params
+from fsrlib.profiles import load_profile
 from fsrlib.registry import ConfigError
 from fsrlib.train.schema import lint_params, validate_runs
 
 REPO = Path(__file__).resolve().parents[1]
-PROFILES = [REPO / "params.yaml", REPO / "params" / "paper.yaml"]
+PROFILES = [None, "paper"]  # params.yaml; params/paper.yaml is an overlay on it (fsrlib.profiles)
 
 
-@pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)
-def test_profiles_pass_fsr_check(path, capsys):
-    assert fsr(["--params", str(path), "check"]) == 0, capsys.readouterr().err
-    params = validate_runs(load_and_validate(path))
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p or "params.yaml")
+def test_profiles_pass_fsr_check(profile, capsys):
+    path = REPO / "params.yaml"
+    assert fsr(["--params", str(path), "check", *(["--profile", profile] if profile else [])]) == 0, \
+        capsys.readouterr().err
+    params = validate_runs(load_and_validate(path) if profile is None else load_profile(profile, path))
+    validate_params(params)
     assert lint_params(params) == []
     # every GAN fine-tune's generator is its parent's by alias, not by copy
     methods = params["methods"]

@@ -18,10 +18,12 @@ for _m in pkgutil.iter_modules(__path__):
     if _m.name not in _SKIP and not _m.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_m.name}")
 
+from .official import load_official, to_official  # noqa: E402  (the authors' released checkpoints)
+
 
 def build_model(cfg, **overrides):
     """``build_model({"type": "sparnet", "act": "leakyrelu"}, scale=8)``."""
     return MODELS.build(cfg, **overrides)
 
 
-__all__ = ["MODELS", "FSRModel", "build_model", "count_macs", "count_params"]
+__all__ = ["MODELS", "FSRModel", "build_model", "count_macs", "count_params", "load_official", "to_official"]

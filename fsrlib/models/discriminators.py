@@ -89,6 +89,12 @@ class MultiScalePatchD(_Discriminator):
             apply_spectral_norm(self)
 
     def forward(self, x):
+        n_down = len(self.D_pool[0].model) - 1  # stride-2 layers; the 3x3 score conv needs >= 3 px after them
+        need = 3 * 2 ** n_down * 2 ** (len(self.D_pool) - 1)
+        if min(x.shape[-2:]) < need:
+            raise ValueError(f"patchgan_ms: {len(self.D_pool)} PatchGANs of {n_down} "
+                             f"stride-2 layers need >= {need} px input, got {tuple(x.shape[-2:])} (SPARNetHD trains "
+                             f"at 512 px: dataset.hr_size 512; at 128 px use num_D 2)")
         x = self._to_range(x)
         out = []
         for k, d in enumerate(self.D_pool):

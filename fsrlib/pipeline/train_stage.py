@@ -22,6 +22,7 @@ from torch.utils.data import default_collate
 from .. import models as _models  # noqa: F401  (registers the model zoo)
 from ..config import dataset_config, load_and_validate, run_config
 from ..data.datasets import FaceSRDataset
+from ..data.hr_faces import hr_faces_root, prepare_hr_faces
 from ..deps import module_deps
 from ..inference import MODEL_FILE_FORMAT, input_key, model_complexity, resolve_device
 from ..io import torch_save, write_json, write_text
@@ -59,15 +60,33 @@ def make_datasets(params: Mapping, cfg: Mapping, keys: set[str], data_root: str 
     tr = params.get("train") or {}
     dcfg = dataset_config(params, cfg["run"])
 
+    hr_size = int(dcfg.get("hr_size", 128))
+    root, train_spec, val_spec = data_root, tr.get("train_set", "celeba:train"), tr.get("val_set", "celeba:val")
+    if hr_size != 128:  # SPARNetHD at 512 px: its own HR faces (fsrlib.data.hr_faces), LR made online
+        source = hr_source(params, dcfg)
+        root = hr_faces_root(data_root, hr_size)
+        if not (root / "faces" / "faces.csv").exists():
+            data = params.get("data") or {}
+            prepare_hr_faces(root, hr_size, source, mirror=data.get("mirror", "../shared/datasets"),
+                             raw=Path(data_root) / "raw")
+        train_spec, val_spec = f"{source}:train", f"{source}:val"
+
     def one(spec: str, limit, augment):
         ds, split = spec.split(":")
-        return FaceSRDataset(root=data_root, dataset=ds, split=split, scale=cfg["scale"], keys=tuple(sorted(keys)),
+        return FaceSRDataset(root=root, dataset=ds, split=split, scale=cfg["scale"], keys=tuple(sorted(keys)),
                              augment=augment, limit=limit, seed=int(cfg.get("seed", 0)),
-                             degradation=dcfg.get("degradation", "bicubic"))
+                             degradation=dcfg.get("degradation", "bicubic"), hr_size=hr_size,
+                             lr_source="disk" if hr_size == 128 else "online")
 
-    train_set = one(tr.get("train_set", "celeba:train"), tr.get("max_train_images"), dcfg.get("augment"))
-    val_set = one(tr.get("val_set", "celeba:val"), tr.get("max_val_images"), None)
+    train_set = one(train_spec, tr.get("max_train_images"), dcfg.get("augment"))
+    val_set = one(val_spec, tr.get("max_val_images"), None)
     return train_set, val_set
+
+
+def hr_source(params: Mapping, dcfg: Mapping) -> str:
+    """A 512-px run's HR faces: ``dataset.hr_source``, else FFHQ when ``data.ffhq`` is true, else
+    the mirror's CelebAMask-HQ faces."""
+    return dcfg.get("hr_source") or ("ffhq" if (params.get("data") or {}).get("ffhq") else "celebamask_hq")
 
 
 #: the data a run's weights depend on besides its config and code (the train stage's DVC deps)

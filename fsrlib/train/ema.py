@@ -1,18 +1,22 @@
-"""Exponential moving average of a model's parameters, *and* of its BatchNorm statistics.
+"""Exponential moving average of a model (SPARNetHD's released ``accumulate``).
 
-``ema = decay * ema + (1 - decay) * live`` after every optimiser step (SPARNet's released
-code: decay 0.999, the EMA generator is the final model). The released code averages
-``named_parameters`` only, so the EMA copy keeps its *initial* BatchNorm running
-statistics; that is a known defect (``reference/facts.md``). Here the buffers follow the
-live model too:
+``ema = decay * ema + (1 - decay) * live`` after every optimiser step (SPARNetHD's released
+trainer: decay 0.999, the EMA generator ``netH`` is the model it tests; the released SPARNet
+trainer has no EMA). The released ``BaseModel.accumulate`` averages the **whole state dict**:
+parameters *and* buffers (BatchNorm / InstanceNorm running statistics, spectral-norm ``u`` /
+``v`` vectors), then loads it back. What the buffers do is ``buffers``:
 
-- ``buffers="average"`` (default): BatchNorm / InstanceNorm running means and variances
-  are averaged with the same decay as the parameters; every other buffer (BN's
-  ``num_batches_tracked``, spectral-norm ``u``/``v`` vectors, ...) is copied.
+- ``buffers="all"`` (default, the released code): every floating-point tensor of the state
+  dict is averaged with the same decay; integer buffers (BN's ``num_batches_tracked``) are
+  copied (the released code averages them too and truncates on load; BN with a momentum
+  never reads them);
+- ``buffers="average"``: only BatchNorm / InstanceNorm running means and variances are
+  averaged; every other buffer (spectral-norm ``u``/``v``, ...) is copied;
 - ``buffers="copy"``: all buffers are copied from the live model.
 
 ``warmup=True`` uses ``min(decay, (1 + n) / (10 + n))`` for the n-th update (timm /
-TensorFlow style) so that an early EMA is not dominated by the random initialisation.
+TensorFlow style) so that an early EMA is not dominated by the random initialisation (not in
+the released code).
 """
 from __future__ import annotations
 
@@ -22,17 +26,20 @@ import torch
 import torch.nn as nn
 from torch.nn.modules.batchnorm import _NormBase
 
+BUFFER_MODES = ("all", "average", "copy")
+
 
 class ModelEMA:
-    def __init__(self, model: nn.Module, decay: float = 0.999, buffers: str = "average", warmup: bool = False):
+    def __init__(self, model: nn.Module, decay: float = 0.999, buffers: str = "all", warmup: bool = False):
         if not 0.0 <= decay < 1.0:
             raise ValueError(f"ema decay must be in [0, 1), got {decay}")
-        if buffers not in ("average", "copy"):
-            raise ValueError(f"ema buffers must be 'average' or 'copy', got {buffers!r}")
+        if buffers not in BUFFER_MODES:
+            raise ValueError(f"ema buffers must be one of {BUFFER_MODES}, got {buffers!r}")
         self.decay, self.buffers, self.warmup = float(decay), buffers, bool(warmup)
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self.num_updates = 0
-        self._avg_buffers = self._averaged_buffer_names(self.module) if buffers == "average" else set()
+        self._avg_buffers = (set(dict(self.module.named_buffers())) if buffers == "all" else
+                             self._averaged_buffer_names(self.module) if buffers == "average" else set())
 
     @staticmethod
     def _averaged_buffer_names(model: nn.Module) -> set[str]:

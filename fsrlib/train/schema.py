@@ -30,7 +30,7 @@ schedule           constant     ``{type: constant|step|cosine, warmup_iters: 0, 
                                 0.0. The learning rate is a pure function of the iteration.
 d_schedule         null         null = same as ``schedule``
 batch_size         16           *global* batch (split evenly over DDP ranks)
-ema                null         ``{decay: 0.999, buffers: average|copy, warmup: false}``;
+ema                null         ``{decay: 0.999, buffers: all|average|copy, warmup: false}``;
                                 the EMA model is validated and exported
 augment            null         ``{hflip: false, rot90: false, swap_channels:
                                 {parts11: [[1,2],[3,4],[9,10]]}}``, applied jointly to
@@ -109,7 +109,7 @@ OPTIMIZER_KEYS: dict[str, set[str]] = {
 }
 SCHEDULES = {"constant": {"warmup_iters"}, "step": {"warmup_iters", "milestones", "gamma"},
              "cosine": {"warmup_iters", "min_lr"}}
-EMA_KEYS = {"decay": 0.999, "buffers": "average", "warmup": False}
+EMA_KEYS = {"decay": 0.999, "buffers": "all", "warmup": False}
 AUGMENT_KEYS = {"hflip": False, "rot90": False, "swap_channels": {"parts11": [[1, 2], [3, 4], [9, 10]]}}
 VAL_KEYS = {"pred": "sr", "target": "hr", "max_images": None, "grid": 4, "crop_border": 0,
             "batch_size": None, "use_ema": True}
@@ -252,8 +252,8 @@ def validate_config(cfg: Mapping[str, Any]) -> dict:
         c["ema"]["decay"] = float(c["ema"]["decay"])
         if not 0 <= float(c["ema"]["decay"]) < 1:
             raise ConfigError("ema.decay must be in [0, 1)")
-        if c["ema"]["buffers"] not in ("average", "copy"):
-            raise ConfigError("ema.buffers must be average or copy")
+        if c["ema"]["buffers"] not in ("all", "average", "copy"):
+            raise ConfigError("ema.buffers must be all (the released code: the whole state dict), average or copy")
     if c["augment"] is not None:
         _check_keys("augment", c["augment"], AUGMENT_KEYS)
         c["augment"] = {**copy.deepcopy(AUGMENT_KEYS), **c["augment"]}

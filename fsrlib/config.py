@@ -37,7 +37,7 @@ from .registry import ConfigError
 from .settings import STAGE_DEFAULTS, deep_merge
 
 SECTIONS = {
-    "data": {"source", "mirror", "datasets", "ffhq"},
+    "data": {"source", "mirror", "datasets", "ffhq", "celeba_test_per_identity"},
     "prepare": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["prepare"]
     "degrade": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["degrade"]
     "parse": None,    # keys of fsrlib.settings.STAGE_DEFAULTS["parse"]

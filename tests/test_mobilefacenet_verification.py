@@ -97,3 +97,25 @@ def test_mobilefacenet_refuses_other_bytes(tmp_path):
         load_mobilefacenet(bad)
     with pytest.raises(FileNotFoundError):
         load_mobilefacenet(Path(tmp_path / "none.ckpt"))
+
+
+PFLD_WEIGHTS = REPO.parent / "shared" / "models" / "pfld_68pt.onnx"
+
+
+@pytest.mark.skipif(not PFLD_WEIGHTS.is_file(), reason="PFLD weights not in ../shared/models")
+def test_pfld_and_dlib_landmarks_against_helen_truth(mirror):
+    from fsrlib.data.align import FaceAligner, apply_transform, read_pts
+    from fsrlib.io import read_image
+    from fsrlib.metrics.face import evaluate_downstream
+
+    al = FaceAligner(128, 1.2, 640, 1)
+    imgs, gts = [], []
+    for f in sorted((mirror / "helen" / "test").glob("*.jpg"))[:12]:
+        gt = read_pts(f.with_suffix(".pts"))
+        r = al.align(read_image(f)[0], gt_landmarks=gt, use_gt_if_missed=True)
+        if r["ok"]:
+            imgs.append(r["image"]), gts.append(apply_transform(r["M"], gt))
+    _, agg, _ = evaluate_downstream(imgs, imgs, gt_landmarks=np.stack(gts), identity=False, pfld_weights=PFLD_WEIGHTS,
+                                    progress=False)
+    assert agg["lmk_pfld_nme_io"] == pytest.approx(0.0) and agg["lmk_pfld_auc10"] == pytest.approx(100.0)
+    assert 0.0 < agg["hr_lmk_pfld_nme_gt_io"] < 0.08 and 0.0 < agg["hr_lmk_nme_gt_io"] < 0.08

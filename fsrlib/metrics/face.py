@@ -92,6 +92,13 @@ FACE_METRICS: dict[str, MetricInfo] = {
         MetricInfo("lmk_dist_gt_px", False, (0.0, _INF), "dlib 68-pt on SR vs ground truth, mean L2 px"),
         MetricInfo("lmk_nme_gt_io", False, (0.0, _INF), "vs ground truth / GT outer-eye-corner distance"),
         MetricInfo("lmk_auc10_gt", True, (0.0, 100.0), "AUC@0.1 of lmk_nme_gt_io in %", False),
+        MetricInfo("lmk_pfld_dist_px", False, (0.0, _INF), "PFLD 68-pt on SR vs on HR, crop from HR's dlib box, mean L2 px"),
+        MetricInfo("lmk_pfld_nme_io", False, (0.0, _INF), "PFLD: lmk_pfld_dist / outer-eye-corner distance of HR's PFLD"),
+        MetricInfo("lmk_pfld_auc10", True, (0.0, 100.0), "AUC@0.1 of lmk_pfld_nme_io in %", False),
+        MetricInfo("lmk_pfld_nme_gt_io", False, (0.0, _INF), "PFLD on SR vs ground truth / GT outer-eye distance"),
+        MetricInfo("lmk_pfld_auc10_gt", True, (0.0, 100.0), "AUC@0.1 of lmk_pfld_nme_gt_io in %", False),
+        MetricInfo("hr_lmk_nme_gt_io", False, (0.0, _INF), "dlib on HR vs ground truth (the detector's floor)"),
+        MetricInfo("hr_lmk_pfld_nme_gt_io", False, (0.0, _INF), "PFLD on HR vs ground truth (the detector's floor)"),
         MetricInfo("identity_cos_mobilefacenet", True, (-1.0, 1.0),
                    "MobileFaceNet (CASIA) 256-d face+mirror, cosine SR vs HR, 112x96 SphereFace 5-pt from HR's points"),
     ]
@@ -580,6 +587,18 @@ def _mobilefacenet(weights, device: str, flip: bool):
     return _MFN[k]
 
 
+_PFLD: dict = {}
+
+
+def _pfld(weights):
+    """One PFLD session per weights file, loaded (and sha256-checked) once."""
+    from .pfld import PFLD  # onnxruntime: loaded when asked for
+
+    if str(weights) not in _PFLD:
+        _PFLD[str(weights)] = PFLD(weights)
+    return _PFLD[str(weights)]
+
+
 def _verif_into(agg: dict, missing: dict, net: str, probe, gallery, identities, score: str, seed: int) -> None:
     """:func:`fsrlib.metrics.verification.verification_report` into ``verif_{net}_*`` keys."""
     v = verification_report(probe, gallery, identities, score=score, seed=seed)
@@ -613,7 +632,7 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
                         device: str = "cpu", analysis: FaceAnalysis | None = None, progress: bool = True,
                         hr_cache: dict | None = None, identity_mask: Sequence[bool] | None = None,
                         mobilefacenet_weights: str | Path | None = None,
-                        mobilefacenet_flip: bool = True,
+                        mobilefacenet_flip: bool = True, pfld_weights: str | Path | None = None,
                         ) -> tuple["pd.DataFrame", dict[str, float | None], dict[str, str]]:  # noqa: F821
     """All downstream measures of SR against HR: ``(per_image, aggregate, missing)``.
 
@@ -633,7 +652,9 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
     ``_tar_far1e-3``, pair and identity counts (:mod:`fsrlib.metrics.verification`);
     ``n_identities`` is the most identities either network verified.
     ``mobilefacenet_weights``: the checkpoint (sha256-checked); ``None`` = reported missing. Its
-    faces are aligned by the HR's dlib landmarks (SR and HR alike)."""
+    faces are aligned by the HR's dlib landmarks (SR and HR alike). ``pfld_weights``: PFLD's ONNX
+    file (sha256-checked) for the ``lmk_pfld_*`` measures, cropped by the HR's dlib points
+    (:mod:`fsrlib.metrics.pfld`); NME by the outer-eye corners of HR's PFLD points (or the truth)."""
     n_img = _count(hr)
     if _count(sr) != n_img:
         raise ValueError(f"{_count(sr)} SR vs {n_img} HR images")
@@ -724,6 +745,7 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
                 agg["lmk_dist_gt_px"], agg[f"lmk_nme_gt_{sfx}"] = _nanmean(d_gt), _nanmean(e_gt)
                 agg["lmk_auc10_gt"] = auc(e_gt, auc_threshold)  # every image: no face = failure
                 agg["hr_lmk_dist_gt_px"] = _nanmean(d_hr_gt)
+                agg["hr_lmk_nme_gt_io"] = _nanmean(nme(fa.lmk_hr, gt)) if sfx == "io" else None
 
     mfn_keys = ["identity_cos_mobilefacenet"] + [f"verif_mobilefacenet_{k}" for k in VERIF_MEASURES]
     if mobilefacenet_weights is None:
@@ -750,6 +772,33 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
             miss([f"verif_mobilefacenet_{k}" for k in VERIF_MEASURES], "no identity labels given")
         else:
             _verif_into(agg, missing, "mobilefacenet", e_sr, e_hr, identities, "cosine", seed)
+    pf_keys = ["lmk_pfld_dist_px", "lmk_pfld_nme_io", "lmk_pfld_auc10"]
+    pf_gt = ["lmk_pfld_nme_gt_io", "lmk_pfld_auc10_gt", "hr_lmk_pfld_nme_gt_io"]
+    if pfld_weights is None:
+        miss(pf_keys + pf_gt, "no PFLD weights given (downstream.pfld_weights)")
+    elif lmk_hr is None or np.isnan(lmk_hr).all() or sfx != "io":
+        miss(pf_keys + pf_gt, "no HR dlib landmarks to crop by (or norm is not inter-ocular)")
+    else:
+        pf = _pfld(pfld_weights)
+        S, H = to_uint8_list(sr), to_uint8_list(hr)
+        p_hr = pf.predict(H, lmk_hr)
+        p_sr = p_hr if sr is hr else pf.predict(S, lmk_hr)
+        hasp = ~np.isnan(p_hr).any((1, 2))
+        e = nme(p_sr, p_hr)
+        df["lmk_pfld_dist_px"] = np.linalg.norm(p_sr - p_hr, axis=-1).mean(-1)
+        df["lmk_pfld_nme_io"] = e
+        agg["lmk_pfld_dist_px"], agg["lmk_pfld_nme_io"] = _nanmean(df["lmk_pfld_dist_px"]), _nanmean(e)
+        agg["lmk_pfld_auc10"] = auc(e[hasp], auc_threshold) if hasp.any() else None
+        if gt_landmarks is None:
+            miss(pf_gt, "no ground-truth landmarks given")
+        else:
+            gt = np.asarray(gt_landmarks, np.float64)
+            e_gt = nme(p_sr, gt)
+            df["lmk_pfld_nme_gt_io"] = e_gt
+            agg["lmk_pfld_nme_gt_io"] = _nanmean(e_gt)
+            agg["lmk_pfld_auc10_gt"] = auc(e_gt, auc_threshold)
+            agg["hr_lmk_pfld_nme_gt_io"] = _nanmean(nme(p_hr, gt))
+
     n_ids = [agg.get(f"verif_{n}_n_identities") for n in ("dlib", "mobilefacenet")]
     n_ids = [v for v in n_ids if v is not None]
     if n_ids:

@@ -35,6 +35,7 @@ DOWNSTREAM_PROTOCOL = {
     "verification": "SR probe i vs HR gallery j != i: all genuine pairs + as many seeded impostor pairs; "
                     "10-fold (threshold on 9 folds), ROC AUC, TAR at FAR 1e-2 / 1e-3",
     "landmark_model": "dlib shape_predictor_68_face_landmarks; face box detected on HR, reused for SR",
+    "landmark_model_2": "PFLD 68-pt (ONNX, sha256-checked, onnxruntime), square crop 1.1x HR's dlib point box",
     "nme_norm": "inter-ocular (outer eye corners, iBUG 37 and 46)",
 }
 
@@ -67,15 +68,20 @@ def score_downstream(sr, hr, dcfg: Mapping, identities=None, gt_landmarks=None, 
     mask = None
     if cap is not None and int(cap) < n:
         mask = dlib_subset(identities, cap) if identities is not None else np.arange(n) < int(cap)
-    w = dcfg.get("mobilefacenet_weights")
-    if w is not None and not Path(w).is_absolute() and repo_root is not None:
-        w = Path(repo_root) / w
+    def weights(key):
+        w = dcfg.get(key)
+        if w is not None and not Path(w).is_absolute() and repo_root is not None:
+            w = Path(repo_root) / w
+        return w
+
+    w = weights("mobilefacenet_weights")
     per, agg, missing = evaluate_downstream(
         sr, hr, identities=identities, gt_landmarks=gt_landmarks, names=names,
         identity=bool(dcfg.get("identity", True)), landmarks=bool(dcfg.get("landmarks", True)),
         verification_pairs=int(dcfg.get("verification_pairs", 3000)), seed=int(dcfg.get("seed", 0)),
         arcface_weights=dcfg.get("arcface_weights"), progress=progress, hr_cache=hr_cache, identity_mask=mask,
-        mobilefacenet_weights=w, mobilefacenet_flip=bool(dcfg.get("mobilefacenet_flip", True)))
+        mobilefacenet_weights=w, mobilefacenet_flip=bool(dcfg.get("mobilefacenet_flip", True)),
+        pfld_weights=weights("pfld_weights"))
     agg["dlib_n_images"] = int(mask.sum()) if mask is not None else n
     info = {k: v.as_dict() for k, v in FACE_METRICS.items() if k in agg}
     return per, agg, missing, info

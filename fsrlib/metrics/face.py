@@ -599,9 +599,13 @@ def _pfld(weights):
     return _PFLD[str(weights)]
 
 
-def _verif_into(agg: dict, missing: dict, net: str, probe, gallery, identities, score: str, seed: int) -> None:
-    """:func:`fsrlib.metrics.verification.verification_report` into ``verif_{net}_*`` keys."""
-    v = verification_report(probe, gallery, identities, score=score, seed=seed)
+def _verif_into(agg: dict, missing: dict, net: str, probe, gallery, identities, score: str, seed: int,
+                scores_out: dict | None = None) -> None:
+    """:func:`fsrlib.metrics.verification.verification_report` into ``verif_{net}_*`` keys
+    (and the pair scores into ``scores_out[net]``, when given)."""
+    v = verification_report(probe, gallery, identities, score=score, seed=seed, keep_scores=scores_out is not None)
+    if scores_out is not None and "scores_genuine" in v:
+        scores_out[net] = (v["scores_genuine"], v["scores_impostor"])
     for k, (src, _) in VERIF_MEASURES.items():
         if src in v:
             agg[f"verif_{net}_{k}"] = v[src]
@@ -633,7 +637,7 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
                         hr_cache: dict | None = None, identity_mask: Sequence[bool] | None = None,
                         mobilefacenet_weights: str | Path | None = None,
                         mobilefacenet_flip: bool = True, pfld_weights: str | Path | None = None,
-                        ) -> tuple["pd.DataFrame", dict[str, float | None], dict[str, str]]:  # noqa: F821
+                        scores_out: dict | None = None) -> tuple["pd.DataFrame", dict[str, float | None], dict[str, str]]:  # noqa: F821
     """All downstream measures of SR against HR: ``(per_image, aggregate, missing)``.
 
     ``identities``: per-image identity labels (for ``verif_acc``); ``gt_landmarks``: ``(N, 68, 2)``
@@ -654,7 +658,8 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
     ``mobilefacenet_weights``: the checkpoint (sha256-checked); ``None`` = reported missing. Its
     faces are aligned by the HR's dlib landmarks (SR and HR alike). ``pfld_weights``: PFLD's ONNX
     file (sha256-checked) for the ``lmk_pfld_*`` measures, cropped by the HR's dlib points
-    (:mod:`fsrlib.metrics.pfld`); NME by the outer-eye corners of HR's PFLD points (or the truth)."""
+    (:mod:`fsrlib.metrics.pfld`); NME by the outer-eye corners of HR's PFLD points (or the truth).
+    ``scores_out``: a dict that receives ``{network: (genuine scores, impostor scores)}`` (ROC)."""
     n_img = _count(hr)
     if _count(sr) != n_img:
         raise ValueError(f"{_count(sr)} SR vs {n_img} HR images")
@@ -721,7 +726,8 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
                     agg["verif_acc"], agg["verif_acc_best"] = v["acc"], v["acc_best"]
                     agg["verif_threshold_best"] = v["threshold_best"]
                     agg["verif_n_pairs"] = v["n_same"] + v["n_diff"]
-                _verif_into(agg, missing, "dlib", fa.desc_sr, fa.desc_hr, identities, "neg_euclidean", seed)
+                _verif_into(agg, missing, "dlib", fa.desc_sr, fa.desc_hr, identities, "neg_euclidean", seed,
+                            scores_out)
 
         if not landmarks:
             miss(lmk_keys + gt_keys, "disabled (landmarks=false)")
@@ -771,7 +777,7 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
         if identities is None:
             miss([f"verif_mobilefacenet_{k}" for k in VERIF_MEASURES], "no identity labels given")
         else:
-            _verif_into(agg, missing, "mobilefacenet", e_sr, e_hr, identities, "cosine", seed)
+            _verif_into(agg, missing, "mobilefacenet", e_sr, e_hr, identities, "cosine", seed, scores_out)
     pf_keys = ["lmk_pfld_dist_px", "lmk_pfld_nme_io", "lmk_pfld_auc10"]
     pf_gt = ["lmk_pfld_nme_gt_io", "lmk_pfld_auc10_gt", "hr_lmk_pfld_nme_gt_io"]
     if pfld_weights is None:

@@ -77,7 +77,7 @@ def cmd_evaluate(a) -> int:
     from .pipeline.folder import evaluate_folder
 
     out = evaluate_folder(a.dir, method=a.method, scale=a.scale, checkpoint=a.checkpoint, out=a.out,
-                          params_path=a.params, device=a.device)
+                          params_path=a.params, device=a.device, identities=a.identities)
     print(f"wrote {out}")
     return 0
 
@@ -137,6 +137,8 @@ def main(argv=None) -> int:
     s.add_argument("--scale", type=int, required=True, choices=[4, 8, 16])
     s.add_argument("--checkpoint", required=True, help="a model.pt (runs/<run>/model.pt) or a run folder")
     s.add_argument("--out", default=None, help="output folder (default: results/folder-<dir>/<method>-x<scale>)")
+    s.add_argument("--identities", default=None,
+                   help="csv of file, identity for verification (default: identity.csv beside or above the images)")
     s.add_argument("--device", default="auto")
     s.set_defaults(fn=cmd_evaluate)
 

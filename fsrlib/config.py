@@ -37,7 +37,7 @@ from .registry import ConfigError
 from .settings import STAGE_DEFAULTS, deep_merge
 
 SECTIONS = {
-    "data": {"source", "mirror", "datasets", "ffhq"},
+    "data": {"source", "mirror", "datasets", "ffhq", "celeba_test_per_identity"},
     "prepare": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["prepare"]
     "degrade": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["degrade"]
     "parse": None,    # keys of fsrlib.settings.STAGE_DEFAULTS["parse"]
@@ -49,7 +49,8 @@ SECTIONS = {
     "evaluate": {"testsets", "metrics", "crop_border", "offline", "lpips_weights", "fid",
                  "max_images", "batch_size", "save_images", "device"},
     "downstream": {"exclude", "testsets", "identity", "landmarks", "verification_pairs", "arcface_weights",
-                   "max_images", "seed"},
+                   "max_images", "seed", "dlib_max_images", "mobilefacenet_weights", "mobilefacenet_flip",
+                   "pfld_weights"},
     "report": {"figure_faces", "figure_scales", "testset_for_figures"},
 }
 RUN_KEYS = {"method", "scale", "overrides", "from"}

@@ -280,3 +280,29 @@ def test_evaluate_folder_refuses_wrong_method_and_empty_folder(tmp_path, monkeyp
     assert "none of the 1 images" in capsys.readouterr().err
     rej = pd.read_csv(tmp_path / "results" / "folder-photos" / "bicubic-x8" / "rejects.csv")
     assert list(rej.file) == ["broken.png"] and list(rej.reason) == ["unreadable"]
+
+
+def test_evaluate_folder_verifies_with_the_folders_identities(tmp_path, monkeypatch, mirror, capsys):
+    src = mirror / "celeba_test"
+    if not src.is_dir():
+        pytest.skip("celeba_test not in the mirror")
+    ids = pd.read_csv(src / "identity.csv").sort_values("file")
+    ids = ids[ids.face_extent_px > 90]
+    ids = ids[ids.identity.isin(sorted(set(ids.identity))[:6])].groupby("identity").head(2)
+    photos = tmp_path / "set" / "images"  # the mirror's layout: identity.csv one folder above
+    photos.mkdir(parents=True)
+    for f in ids.file:
+        shutil.copy(src / "images" / f, photos / f)
+    ids.to_csv(tmp_path / "set" / "identity.csv", index=False)
+    monkeypatch.chdir(tmp_path)
+    make_checkpoint(tmp_path / "runs", "bicubic", 8, {"type": "bicubic"})
+    weights = REPO.parent / "shared" / "models" / "mobilefacenet_casia_068.ckpt"
+    if weights.is_file():  # a params file naming the second identity network
+        (tmp_path / "params.yaml").write_text(f"downstream: {{mobilefacenet_weights: {weights}}}\n")
+    assert main(["evaluate", str(photos), "--method", "bicubic", "--scale", "8",
+                 "--checkpoint", "runs/bicubic-x8"]) == 0
+    d = json.loads((tmp_path / "results" / "folder-images" / "bicubic-x8" / "downstream.json").read_text())
+    assert d["metrics"]["verif_dlib_n_identities"] >= 5 and d["metrics"]["verif_dlib_auc"] is not None
+    assert d["protocol"]["identities"].endswith("identity.csv")
+    if weights.is_file():
+        assert d["metrics"]["verif_mobilefacenet_n_identities"] >= 5

@@ -22,6 +22,14 @@ def project(tmp_path_factory, mirror):
         shutil.copy(mirror / "celeba" / "images" / f, mini / "celeba" / "images" / f)
     bad = ids.iloc[:1].assign(file="999999.jpg")  # a corrupt photo, listed like any other
     pd.concat([ids, bad]).to_csv(mini / "celeba" / "identity.csv", index=False)
+    # celeba_test (the official test partition): 2 identities x 3 photos; params keep 2 of each
+    tids = pd.read_csv(mirror / "celeba_test" / "identity.csv")
+    tids = tids[tids.face_extent_px > 90].groupby("identity").filter(lambda g: len(g) >= 3)
+    tids = tids[tids.identity.isin(sorted(set(tids.identity))[:2])].groupby("identity").head(3)
+    (mini / "celeba_test" / "images").mkdir(parents=True)
+    for f in tids.file:
+        shutil.copy(mirror / "celeba_test" / "images" / f, mini / "celeba_test" / "images" / f)
+    tids.to_csv(mini / "celeba_test" / "identity.csv", index=False)
     for split, n in (("train", 2), ("test", 2)):
         idx = pd.read_csv(mirror / "helen" / split / "index.csv").iloc[:n]
         (mini / "helen" / split).mkdir(parents=True)
@@ -32,6 +40,7 @@ def project(tmp_path_factory, mirror):
     (mini / "celeba" / "images" / "999999.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["data"]["mirror"] = str(mini)
+    params["data"]["celeba_test_per_identity"] = 2
     params["prepare"].update(workers=1, split_fractions=[0.5, 0.25, 0.25], helen50_n=2, min_face_size=40)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     shutil.copytree(REPO / "notebooks", root / "notebooks")
@@ -50,14 +59,18 @@ def _run(project, name):
 def test_download_and_prepare_notebooks_run_end_to_end(project):
     from fsrlib.data.download import fetch_raw
 
-    fetch_raw(project / "data" / "raw", source="mirror", mirror=project / "mirror", progress=False)  # `fsr download`
+    fetch_raw(project / "data" / "raw", source="mirror", mirror=project / "mirror", progress=False,
+              datasets=("celeba", "celeba_test", "helen"))  # `fsr download`
     _run(project, "01_download")
     idx = pd.read_csv(project / "data" / "index" / "raw_index.csv")
-    assert len(idx) == 11
+    assert len(idx) == 15  # 7 celeba + 2 x 2 celeba_test (of 6: the demo's subsample) + 4 helen
+    assert idx[idx.dataset == "celeba_test"].groupby("identity").size().tolist() == [2, 2]
     nb = _run(project, "02_prepare")
     faces = pd.read_csv(project / "data" / "faces" / "faces.csv", dtype={"name": str})
     rejects = pd.read_csv(project / "data" / "faces" / "rejects.csv")
-    assert len(faces) + len(rejects) == 11  # nothing silently disappears
+    assert len(faces) + len(rejects) == 15  # nothing silently disappears
+    ct = faces[faces.dataset == "celeba_test"]
+    assert len(ct) >= 3 and set(ct.split) == {"test"} and ct.identity.notna().all()
     assert "unreadable" in set(rejects.reason)  # the corrupt photo is listed with its reason
     assert len(faces) >= 8 and {"celeba", "helen"} <= set(faces.dataset)
     assert (project / "data" / "faces" / "MANIFEST.md5").read_text().count("\n") >= len(faces)

@@ -4,6 +4,8 @@ Layout of ``data/raw`` (the same whatever the source)::
 
     celeba/images/*.jpg        CelebA in-the-wild photos (original file names)
     celeba/identity.csv        file, identity, orig_width, orig_height, face_extent_px
+    celeba_test/images/*.jpg   CelebA's official test partition (identities disjoint from celeba/)
+    celeba_test/identity.csv   the same columns as celeba/identity.csv
     helen/{train,test}/*.jpg   Helen photos (iBUG 300-W distribution)
     helen/{train,test}/*.pts   68-point ground truth (300-W)
     helen/{train,test}/index.csv   file, orig_width, orig_height, face_extent_px
@@ -44,7 +46,7 @@ from ..io import ChecksumError, OfflineError, cache_dir, fetch, sha256sum, write
 from .align import read_pts
 
 __all__ = ["SOURCES", "MIRROR_HINT", "resolve_mirror", "fetch_raw", "verify_raw", "build_raw_index",
-           "write_manifest"]
+           "subsample_per_identity", "write_manifest"]
 
 MIRROR_HINT = (
     "Point the pipeline at a local mirror of the data sets (a folder holding celeba/ and helen/ in "
@@ -105,6 +107,7 @@ SOURCES: dict[str, dict] = {
 }
 
 MIRROR_PARTS = {"celeba": ("celeba/images", "celeba/identity.csv"),
+                "celeba_test": ("celeba_test/images", "celeba_test/identity.csv"),
                 "helen": ("helen/train", "helen/test")}
 
 
@@ -185,7 +188,7 @@ def fetch_raw(dest="data/raw", source: str = "mirror", mirror=None, datasets=("c
               progress: bool = True, ffhq_limit: int | None = None, repo_root=None) -> Path:
     """Fill ``dest`` with the raw data sets and write MANIFEST.csv and SOURCES.json.
 
-    ``source="mirror"`` copies the mirror's ``celeba/`` and ``helen/`` (``mirror`` or
+    ``source="mirror"`` copies the mirror's ``celeba/``, ``celeba_test/`` and ``helen/`` (``mirror`` or
     ``$FSR_DATA_MIRROR``); ``source="public"`` downloads the public archives. With no mirror
     and no network an :class:`OfflineError` says how to point at a mirror."""
     dest = Path(dest)
@@ -214,6 +217,8 @@ def fetch_raw(dest="data/raw", source: str = "mirror", mirror=None, datasets=("c
         for ds in datasets:
             if ds == "celeba":
                 sources["parts"][ds] = _public_celeba(dest, progress)
+            elif ds == "celeba_test":
+                sources["parts"][ds] = _public_celeba_test(dest, progress)
             elif ds == "helen":
                 sources["parts"][ds] = _public_helen(dest, progress)
             elif ds == "ffhq":
@@ -273,6 +278,45 @@ def _public_celeba(dest: Path, progress: bool) -> dict:
                      "face_extent_px": np.nan})
     write_csv(dest / "celeba" / "identity.csv", pd.DataFrame(rows))
     return {"from": "public", "checksums": info, "images": "img_celeba.7z parts: sha256 recorded at first download"}
+
+
+#: photos per identity of the public ``celeba_test`` (as in the mirror: 8 photos of each identity
+#: of CelebA's official test partition that has at least 8)
+CELEBA_TEST_PER_IDENTITY = 8
+
+
+def _public_celeba_test(dest: Path, progress: bool) -> dict:
+    """``celeba_test/`` from the public CelebA: the official test partition (partition 2 of
+    ``list_eval_partition.txt``), the first :data:`CELEBA_TEST_PER_IDENTITY` photos (file-name
+    order) of every identity with that many. Needs the unpacked in-the-wild photos of
+    :func:`_public_celeba` (run it first, e.g. ``datasets: [celeba, celeba_test, ...]``)."""
+    files = SOURCES["celeba"]["files"]
+    info = {}
+    for name in ("identity_CelebA.txt", "list_eval_partition.txt"):
+        _, info[name] = _fetch_checked(f"celeba/{name}", files[name], _dl_dir("celeba") / name, progress)
+    src_dir = _dl_dir("celeba") / "unpacked" / "img_celeba"
+    if not src_dir.is_dir():
+        raise OfflineError(f"celeba_test needs the unpacked CelebA photos in {src_dir}: download 'celeba' first.\n"
+                           + MIRROR_HINT)
+    ident = pd.read_csv(_dl_dir("celeba") / "identity_CelebA.txt", sep=r"\s+", header=None, names=["file", "identity"])
+    part = pd.read_csv(_dl_dir("celeba") / "list_eval_partition.txt", sep=r"\s+", header=None,
+                       names=["file", "partition"])
+    test = ident.merge(part, on="file")
+    test = test[test.partition == 2].sort_values("file")
+    test = test.groupby("identity").filter(lambda g: len(g) >= CELEBA_TEST_PER_IDENTITY)
+    test = test.groupby("identity", sort=True).head(CELEBA_TEST_PER_IDENTITY)
+    out = dest / "celeba_test" / "images"
+    rows = []
+    for r in tqdm(list(test.itertuples(index=False)), desc="celeba_test", disable=not progress):
+        src = src_dir / r.file
+        _copy_if_changed(src, out / r.file)
+        with Image.open(src) as im:
+            w, h = im.size
+        rows.append({"file": r.file, "identity": int(r.identity), "orig_width": w, "orig_height": h,
+                     "face_extent_px": np.nan})
+    write_csv(dest / "celeba_test" / "identity.csv", pd.DataFrame(rows))
+    return {"from": "public", "checksums": info, "partition": "official test (list_eval_partition.txt = 2)",
+            "per_identity": CELEBA_TEST_PER_IDENTITY}
 
 
 def _public_helen(dest: Path, progress: bool) -> dict:
@@ -345,16 +389,29 @@ def verify_raw(root="data/raw", check: bool = True):
     return build_raw_index(root)
 
 
+def subsample_per_identity(idx: pd.DataFrame, dataset: str, k: int | None) -> pd.DataFrame:
+    """Keep the first ``k`` photos (file-name order) of every identity of ``dataset`` in the raw
+    index; the other data sets' rows are unchanged. ``k=None``: all."""
+    if k is None:
+        return idx
+    sel = idx[idx.dataset == dataset].sort_values("file", kind="stable")
+    keep = sel.groupby("identity", sort=False).head(int(k)).index
+    return idx[(idx.dataset != dataset) | idx.index.isin(keep)].reset_index(drop=True)
+
+
 def build_raw_index(root="data/raw"):
+    """The raw index of everything under ``root``. ``celeba`` photos have no split yet (the
+    prepare stage splits them by identity); ``celeba_test`` photos are ``orig_split="test"``."""
     root = Path(root)
     parts = []
-    cel = root / "celeba" / "identity.csv"
-    if cel.exists():
-        d = pd.read_csv(cel)
-        parts.append(pd.DataFrame({
-            "file": ("celeba/images/" + d["file"]).values, "dataset": "celeba", "orig_split": "",
-            "identity": d["identity"].astype("Int64").values, "face_extent_px": d["face_extent_px"].values,
-            "has_pts": False}))
+    for ds, split in (("celeba", ""), ("celeba_test", "test")):
+        cel = root / ds / "identity.csv"
+        if cel.exists():
+            d = pd.read_csv(cel)
+            parts.append(pd.DataFrame({
+                "file": (f"{ds}/images/" + d["file"]).values, "dataset": ds, "orig_split": split,
+                "identity": d["identity"].astype("Int64").values, "face_extent_px": d["face_extent_px"].values,
+                "has_pts": False}))
     for split in ("train", "test"):
         hi = root / "helen" / split / "index.csv"
         if hi.exists():

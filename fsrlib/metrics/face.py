@@ -60,6 +60,7 @@ from tqdm.auto import tqdm
 
 from .. import dlib_models
 from .image import MetricInfo, quantize
+from .verification import verification_report
 
 __all__ = [
     "LEFT_EYE_OUTER", "RIGHT_EYE_OUTER", "FACE_METRICS", "to_uint8_list", "detect_face",
@@ -91,8 +92,33 @@ FACE_METRICS: dict[str, MetricInfo] = {
         MetricInfo("lmk_dist_gt_px", False, (0.0, _INF), "dlib 68-pt on SR vs ground truth, mean L2 px"),
         MetricInfo("lmk_nme_gt_io", False, (0.0, _INF), "vs ground truth / GT outer-eye-corner distance"),
         MetricInfo("lmk_auc10_gt", True, (0.0, 100.0), "AUC@0.1 of lmk_nme_gt_io in %", False),
+        MetricInfo("lmk_pfld_dist_px", False, (0.0, _INF), "PFLD 68-pt on SR vs on HR, crop from HR's dlib box, mean L2 px"),
+        MetricInfo("lmk_pfld_nme_io", False, (0.0, _INF), "PFLD: lmk_pfld_dist / outer-eye-corner distance of HR's PFLD"),
+        MetricInfo("lmk_pfld_auc10", True, (0.0, 100.0), "AUC@0.1 of lmk_pfld_nme_io in %", False),
+        MetricInfo("lmk_pfld_nme_gt_io", False, (0.0, _INF), "PFLD on SR vs ground truth / GT outer-eye distance"),
+        MetricInfo("lmk_pfld_auc10_gt", True, (0.0, 100.0), "AUC@0.1 of lmk_pfld_nme_gt_io in %", False),
+        MetricInfo("hr_lmk_nme_gt_io", False, (0.0, _INF), "dlib on HR vs ground truth (the detector's floor)"),
+        MetricInfo("hr_lmk_pfld_nme_gt_io", False, (0.0, _INF), "PFLD on HR vs ground truth (the detector's floor)"),
+        MetricInfo("identity_cos_mobilefacenet", True, (-1.0, 1.0),
+                   "MobileFaceNet (CASIA) 256-d face+mirror, cosine SR vs HR, 112x96 SphereFace 5-pt from HR's points"),
     ]
 }
+#: verification measures (fsrlib.metrics.verification), per identity network ``dlib`` / ``mobilefacenet``
+VERIF_MEASURES = {
+    "acc10": ("acc_10fold", "10-fold accuracy (threshold on 9 folds), all genuine + as many impostor pairs"),
+    "acc10_std": ("acc_10fold_std", "std over the 10 folds"),
+    "auc": ("roc_auc", "ROC AUC of the same pairs"),
+    "tar_far1e-2": ("tar_at_far_1e-2", "TAR at FAR <= 1e-2"),
+    "tar_far1e-3": ("tar_at_far_1e-3", "TAR at FAR <= 1e-3 (FAR resolution 1 / n_impostor)"),
+    "n_genuine": ("n_genuine", "genuine pairs (SR probe i vs HR j != i, same identity)"),
+    "n_impostor": ("n_impostor", "impostor pairs (seeded)"),
+    "n_identities": ("n_identities", "identities among the faces with an embedding"),
+}
+for _net in ("dlib", "mobilefacenet"):
+    for _k, (_src, _desc) in VERIF_MEASURES.items():
+        _hib = not _k.startswith("n_") and _k != "acc10_std"
+        _rng = (0.0, _INF if _k.startswith("n_") else 1.0)
+        FACE_METRICS[f"verif_{_net}_{_k}"] = MetricInfo(f"verif_{_net}_{_k}", _hib, _rng, f"{_net}: {_desc}", False)
 
 
 # ====================================================================== images
@@ -467,6 +493,7 @@ def _analyze_hr(h: np.ndarray, given, upsample: int, num_jitters: int, identity:
 
 def _analyze_one(s: np.ndarray, h: np.ndarray, given, detect_on: str, upsample: int, identity: bool,
                  landmarks: bool, num_jitters: int, hr_cache: dict | None = None) -> dict:
+    # (identity may be False for one image: the caller's identity_mask)
     if s.shape != h.shape:
         raise ValueError(f"SR {s.shape} vs HR {h.shape}")
     key = None if hr_cache is None else _hr_key(h, given, upsample, num_jitters, identity)
@@ -499,7 +526,8 @@ def _analyze_one(s: np.ndarray, h: np.ndarray, given, detect_on: str, upsample: 
 
 def analyze_faces(sr, hr, rects: Sequence | None = None, detect_on: str = "hr", upsample: int = 1,
                   identity: bool = True, landmarks: bool = True, num_jitters: int = 0,
-                  workers: int | None = None, progress: bool = True, hr_cache: dict | None = None) -> FaceAnalysis:
+                  workers: int | None = None, progress: bool = True, hr_cache: dict | None = None,
+                  identity_mask: Sequence[bool] | None = None) -> FaceAnalysis:
     """Run dlib's detector, 68-point predictor and descriptor network over SR/HR pairs.
 
     ``rects``: optional per-image face boxes ``(l, t, r, b)`` in HR pixels (``None`` entries are
@@ -508,7 +536,8 @@ def analyze_faces(sr, hr, rects: Sequence | None = None, detect_on: str = "hr", 
     at most 8; dlib releases the GIL, each thread has its own networks); results do not
     depend on it. ``hr_cache``: a dict kept by the caller across calls on the same HR images
     (e.g. one per stage over many runs): the HR half (detection, shape, descriptor) is computed
-    once per HR image and settings, keyed by a hash of the pixels."""
+    once per HR image and settings, keyed by a hash of the pixels. ``identity_mask``: compute
+    descriptors only where True (dlib's network costs ~0.15 s a face; the others get NaN)."""
     if detect_on not in ("hr", "each"):
         raise ValueError("detect_on must be 'hr' or 'each'")
     ok, reason = dlib_models.available()
@@ -523,10 +552,14 @@ def analyze_faces(sr, hr, rects: Sequence | None = None, detect_on: str = "hr", 
     dlib_models.shape_predictor(68)  # load once before the threads start
     workers = max(1, min(workers or os.cpu_count() or 1, 8, max(n, 1)))
 
+    if identity_mask is not None and len(identity_mask) != n:
+        raise ValueError(f"identity_mask has {len(identity_mask)} entries for {n} images")
+
     def one(i):
+        ident = identity and (identity_mask is None or bool(identity_mask[i]))
         with _acquire():
             return _analyze_one(S[i], H[i], None if rects is None else rects[i], detect_on, upsample,
-                                identity, landmarks, num_jitters, hr_cache)
+                                ident, landmarks, num_jitters, hr_cache)
 
     res = FaceAnalysis([None] * n, ["none"] * n, np.full((n, 68, 2), np.nan), np.full((n, 68, 2), np.nan),
                        np.full((n, 128), np.nan), np.full((n, 128), np.nan), np.zeros(n, bool), detect_on)
@@ -539,6 +572,45 @@ def analyze_faces(sr, hr, rects: Sequence | None = None, detect_on: str = "hr", 
                     getattr(res, k)[i] = r[k]
             bar.update(1)
     return res
+
+
+_MFN: dict = {}
+
+
+def _mobilefacenet(weights, device: str, flip: bool):
+    """One MobileFaceNet per (weights, device, flip), loaded (and sha256-checked) once."""
+    from .mobilefacenet import MobileFaceNetEmbedder  # torch network: loaded when asked for
+
+    k = (str(weights), device, flip)
+    if k not in _MFN:
+        _MFN[k] = MobileFaceNetEmbedder(weights, device=device, flip=flip)
+    return _MFN[k]
+
+
+_PFLD: dict = {}
+
+
+def _pfld(weights):
+    """One PFLD session per weights file, loaded (and sha256-checked) once."""
+    from .pfld import PFLD  # onnxruntime: loaded when asked for
+
+    if str(weights) not in _PFLD:
+        _PFLD[str(weights)] = PFLD(weights)
+    return _PFLD[str(weights)]
+
+
+def _verif_into(agg: dict, missing: dict, net: str, probe, gallery, identities, score: str, seed: int,
+                scores_out: dict | None = None) -> None:
+    """:func:`fsrlib.metrics.verification.verification_report` into ``verif_{net}_*`` keys
+    (and the pair scores into ``scores_out[net]``, when given)."""
+    v = verification_report(probe, gallery, identities, score=score, seed=seed, keep_scores=scores_out is not None)
+    if scores_out is not None and "scores_genuine" in v:
+        scores_out[net] = (v["scores_genuine"], v["scores_impostor"])
+    for k, (src, _) in VERIF_MEASURES.items():
+        if src in v:
+            agg[f"verif_{net}_{k}"] = v[src]
+        else:
+            agg[f"verif_{net}_{k}"], missing[f"verif_{net}_{k}"] = None, v.get("reason", "not computed")
 
 
 def _nanmean(v: np.ndarray) -> float | None:
@@ -562,7 +634,10 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
                         verification_pairs: int = 3000, seed: int = 0, arcface_weights: str | None = None,
                         arcface_align: str = "resize", num_jitters: int = 0, workers: int | None = None,
                         device: str = "cpu", analysis: FaceAnalysis | None = None, progress: bool = True,
-                        hr_cache: dict | None = None) -> tuple["pd.DataFrame", dict[str, float | None], dict[str, str]]:  # noqa: F821
+                        hr_cache: dict | None = None, identity_mask: Sequence[bool] | None = None,
+                        mobilefacenet_weights: str | Path | None = None,
+                        mobilefacenet_flip: bool = True, pfld_weights: str | Path | None = None,
+                        scores_out: dict | None = None) -> tuple["pd.DataFrame", dict[str, float | None], dict[str, str]]:  # noqa: F821
     """All downstream measures of SR against HR: ``(per_image, aggregate, missing)``.
 
     ``identities``: per-image identity labels (for ``verif_acc``); ``gt_landmarks``: ``(N, 68, 2)``
@@ -574,13 +649,24 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
     Missing measures get ``None`` in ``aggregate`` and a reason in ``missing``.
     ``analysis``: the :func:`analyze_faces` result of these very images, to reuse it (then
     ``rects``, ``detect_on``, ``upsample``, ``num_jitters`` are not used). ``hr_cache``: see
-    :func:`analyze_faces`."""
+    :func:`analyze_faces`. ``identity_mask``: dlib descriptors only for these images.
+
+    Verification (``identities`` given), per identity network ``N`` in ``dlib`` (Euclidean
+    distance) and ``mobilefacenet`` (cosine): ``verif_N_acc10``, ``_auc``, ``_tar_far1e-2``,
+    ``_tar_far1e-3``, pair and identity counts (:mod:`fsrlib.metrics.verification`);
+    ``n_identities`` is the most identities either network verified.
+    ``mobilefacenet_weights``: the checkpoint (sha256-checked); ``None`` = reported missing. Its
+    faces are aligned by the HR's dlib landmarks (SR and HR alike). ``pfld_weights``: PFLD's ONNX
+    file (sha256-checked) for the ``lmk_pfld_*`` measures, cropped by the HR's dlib points
+    (:mod:`fsrlib.metrics.pfld`); NME by the outer-eye corners of HR's PFLD points (or the truth).
+    ``scores_out``: a dict that receives ``{network: (genuine scores, impostor scores)}`` (ROC)."""
     n_img = _count(hr)
     if _count(sr) != n_img:
         raise ValueError(f"{_count(sr)} SR vs {n_img} HR images")
     sfx = "io" if norm == "inter_ocular" else "bbox"
     _ref_norm(np.zeros((1, 68, 2)), norm)  # validates norm
-    id_keys = ["identity_cos", "identity_dist", "verif_acc", "verif_acc_best"]
+    dlib_v = [f"verif_dlib_{k}" for k in VERIF_MEASURES]
+    id_keys = ["identity_cos", "identity_dist", "verif_acc", "verif_acc_best"] + dlib_v
     lmk_keys = ["lmk_dist_px", f"lmk_nme_{sfx}", "lmk_auc10"]
     gt_keys = ["lmk_dist_gt_px", f"lmk_nme_gt_{sfx}", "lmk_auc10_gt"]
     agg: dict[str, float | None] = {}
@@ -606,7 +692,7 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
         if analysis is None:
             fa = analyze_faces(sr, hr, rects=rects, detect_on=detect_on, upsample=upsample, identity=identity,
                                landmarks=landmarks, num_jitters=num_jitters, workers=workers, progress=progress,
-                               hr_cache=hr_cache)
+                               hr_cache=hr_cache, identity_mask=identity_mask)
         else:
             fa = analysis
             if len(fa.rect) != n_img:
@@ -629,7 +715,7 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
             df["identity_cos"], df["identity_dist"] = cos, dist
             agg["identity_cos"], agg["identity_dist"] = _nanmean(cos), _nanmean(dist)
             if identities is None:
-                miss(["verif_acc", "verif_acc_best"], "no identity labels given")
+                miss(["verif_acc", "verif_acc_best"] + dlib_v, "no identity labels given")
             else:
                 if len(identities) != n_img:
                     raise ValueError(f"{len(identities)} identities for {n_img} images")
@@ -640,6 +726,8 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
                     agg["verif_acc"], agg["verif_acc_best"] = v["acc"], v["acc_best"]
                     agg["verif_threshold_best"] = v["threshold_best"]
                     agg["verif_n_pairs"] = v["n_same"] + v["n_diff"]
+                _verif_into(agg, missing, "dlib", fa.desc_sr, fa.desc_hr, identities, "neg_euclidean", seed,
+                            scores_out)
 
         if not landmarks:
             miss(lmk_keys + gt_keys, "disabled (landmarks=false)")
@@ -663,6 +751,64 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
                 agg["lmk_dist_gt_px"], agg[f"lmk_nme_gt_{sfx}"] = _nanmean(d_gt), _nanmean(e_gt)
                 agg["lmk_auc10_gt"] = auc(e_gt, auc_threshold)  # every image: no face = failure
                 agg["hr_lmk_dist_gt_px"] = _nanmean(d_hr_gt)
+                agg["hr_lmk_nme_gt_io"] = _nanmean(nme(fa.lmk_hr, gt)) if sfx == "io" else None
+
+    mfn_keys = ["identity_cos_mobilefacenet"] + [f"verif_mobilefacenet_{k}" for k in VERIF_MEASURES]
+    if mobilefacenet_weights is None:
+        miss(mfn_keys, "no MobileFaceNet weights given (downstream.mobilefacenet_weights)")
+    elif lmk_hr is None or np.isnan(lmk_hr).all():
+        miss(mfn_keys, "no HR landmarks to align the faces by (dlib landmarks off or no face found)")
+    else:
+        emb = _mobilefacenet(mobilefacenet_weights, device, mobilefacenet_flip)
+        S, H = to_uint8_list(sr), to_uint8_list(hr)
+        key = None
+        if hr_cache is not None:
+            key = ("mobilefacenet", mobilefacenet_flip, hashlib.sha1(np.ascontiguousarray(np.stack(H)).tobytes()
+                                                                     + np.nan_to_num(lmk_hr).tobytes()).hexdigest())
+        e_hr = hr_cache.get(key) if key is not None else None
+        if e_hr is None:
+            e_hr = emb.embed(H, lmk_hr)
+            if key is not None:
+                hr_cache[key] = e_hr
+        e_sr = e_hr if sr is hr else emb.embed(S, lmk_hr)
+        c = cosine_similarity(e_sr, e_hr)
+        df["identity_cos_mobilefacenet"] = c
+        agg["identity_cos_mobilefacenet"] = _nanmean(c)
+        if identities is None:
+            miss([f"verif_mobilefacenet_{k}" for k in VERIF_MEASURES], "no identity labels given")
+        else:
+            _verif_into(agg, missing, "mobilefacenet", e_sr, e_hr, identities, "cosine", seed, scores_out)
+    pf_keys = ["lmk_pfld_dist_px", "lmk_pfld_nme_io", "lmk_pfld_auc10"]
+    pf_gt = ["lmk_pfld_nme_gt_io", "lmk_pfld_auc10_gt", "hr_lmk_pfld_nme_gt_io"]
+    if pfld_weights is None:
+        miss(pf_keys + pf_gt, "no PFLD weights given (downstream.pfld_weights)")
+    elif lmk_hr is None or np.isnan(lmk_hr).all() or sfx != "io":
+        miss(pf_keys + pf_gt, "no HR dlib landmarks to crop by (or norm is not inter-ocular)")
+    else:
+        pf = _pfld(pfld_weights)
+        S, H = to_uint8_list(sr), to_uint8_list(hr)
+        p_hr = pf.predict(H, lmk_hr)
+        p_sr = p_hr if sr is hr else pf.predict(S, lmk_hr)
+        hasp = ~np.isnan(p_hr).any((1, 2))
+        e = nme(p_sr, p_hr)
+        df["lmk_pfld_dist_px"] = np.linalg.norm(p_sr - p_hr, axis=-1).mean(-1)
+        df["lmk_pfld_nme_io"] = e
+        agg["lmk_pfld_dist_px"], agg["lmk_pfld_nme_io"] = _nanmean(df["lmk_pfld_dist_px"]), _nanmean(e)
+        agg["lmk_pfld_auc10"] = auc(e[hasp], auc_threshold) if hasp.any() else None
+        if gt_landmarks is None:
+            miss(pf_gt, "no ground-truth landmarks given")
+        else:
+            gt = np.asarray(gt_landmarks, np.float64)
+            e_gt = nme(p_sr, gt)
+            df["lmk_pfld_nme_gt_io"] = e_gt
+            agg["lmk_pfld_nme_gt_io"] = _nanmean(e_gt)
+            agg["lmk_pfld_auc10_gt"] = auc(e_gt, auc_threshold)
+            agg["hr_lmk_pfld_nme_gt_io"] = _nanmean(nme(p_hr, gt))
+
+    n_ids = [agg.get(f"verif_{n}_n_identities") for n in ("dlib", "mobilefacenet")]
+    n_ids = [v for v in n_ids if v is not None]
+    if n_ids:
+        agg["n_identities"] = max(n_ids)
 
     af = ArcFace(arcface_weights, align=arcface_align, device=device)
     ok_af, reason_af = af.available()

@@ -46,7 +46,7 @@ from ..registry import METRICS
 
 __all__ = [
     "MetricInfo", "Metric", "PSNR", "SSIM", "PSNR_RGB", "SSIM_RGB", "VIF", "vifp", "quantize", "rgb_to_y",
-    "to_channel", "crop", "psnr", "ssim", "gaussian_window", "as_nchw", "check_pair", "color_label",
+    "to_channel", "crop", "psnr", "ssim", "ssim_uniform", "gaussian_window", "as_nchw", "check_pair", "color_label",
 ]
 
 Y_COEFFS = (65.481, 128.553, 24.966)  # MATLAB rgb2ycbcr, for R, G, B in [0, 1]
@@ -197,6 +197,25 @@ def ssim(sr, hr, crop_border: int = 0, color: str = "y", y_quant: str = "none", 
     b = crop(to_channel(quantize(hr), color, y_quant), crop_border)
     check_pair(a, b)
     return _ssim_map(a, b, sigma, K1, K2, 255.0).mean(dim=(2, 3)).mean(1)
+
+
+def ssim_uniform(sr, hr, crop_border: int = 0, color: str = "y", y_quant: str = "none", win: int = 7,
+                 K1: float = 0.01, K2: float = 0.03) -> torch.Tensor:
+    """Per-image SSIM with scikit-image's **default** window: ``win`` x ``win`` uniform, sample
+    covariances (``N / (N - 1)``), L = 255, mean over the valid region (= ``structural_similarity(
+    data_range=255)`` with its defaults; the DIC-line evaluation scripts). On RGB the channel mean."""
+    a = crop(to_channel(quantize(sr), color, y_quant), crop_border)
+    b = crop(to_channel(quantize(hr), color, y_quant), crop_border)
+    check_pair(a, b)
+    f = functools.partial(torch.nn.functional.avg_pool2d, kernel_size=win, stride=1)
+    n = win * win
+    cn = n / (n - 1.0)
+    ua, ub = f(a), f(b)
+    va, vb = cn * (f(a * a) - ua * ua), cn * (f(b * b) - ub * ub)
+    vab = cn * (f(a * b) - ua * ub)
+    c1, c2 = (K1 * 255.0) ** 2, (K2 * 255.0) ** 2
+    m = ((2 * ua * ub + c1) * (2 * vab + c2)) / ((ua * ua + ub * ub + c1) * (va + vb + c2))
+    return m.mean(dim=(2, 3)).mean(1)
 
 
 def check_pair(a: torch.Tensor, b: torch.Tensor) -> None:

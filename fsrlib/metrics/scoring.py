@@ -20,9 +20,45 @@ from tqdm.auto import tqdm
 
 from ..registry import METRICS
 from . import learned as _learned  # noqa: F401  (registers LPIPS and FID)
-from .image import Metric, as_nchw, quantize
+from .image import Metric, as_nchw, psnr, quantize, ssim, ssim_uniform
 
-__all__ = ["build_metric", "describe_metrics", "evaluate_images"]
+__all__ = ["build_metric", "describe_metrics", "evaluate_images", "CONVENTIONS", "score_conventions"]
+
+#: the metric conventions of the FSR literature, each as PSNR / SSIM settings of
+#: :func:`fsrlib.metrics.image.psnr` / ``ssim`` / ``ssim_uniform``: ``ref`` is this project's
+#: protocol (Y BT.601 studio range in float, no crop, Gaussian 11x11 sigma 1.5 SSIM); every other
+#: row changes one choice, except the two families, which reproduce the peers' scripts:
+#: A (the SPARNet-codebase line: CTCNet, WFEN, AMINet): Y truncated to uint8, no crop, Gaussian
+#: SSIM; B (the DIC line: DIC, SFMNet, FishFSRNet, SPADNet, W-Net Mode I): Y rounded (MATLAB uint8
+#: rgb2ycbcr), 8 px border crop, scikit-image's default 7x7 uniform SSIM. (``crop`` "scale" = the
+#: run's scale, BasicSR's habit.)
+CONVENTIONS: dict[str, dict[str, Any]] = {
+    "ref": {"label": "project: Y studio float, crop 0, SSIM Gaussian"},
+    "y_round": {"label": "Y rounded to uint8 (MATLAB rgb2ycbcr)", "y_quant": "round"},
+    "y_floor": {"label": "Y truncated to uint8 (astype)", "y_quant": "floor"},
+    "y_full": {"label": "BT.601 full range luma (0.299, 0.587, 0.114)", "color": "gray"},
+    "rgb": {"label": "RGB (3 channels)", "color": "rgb"},
+    "crop8": {"label": "border crop 8 px", "crop": 8},
+    "crop_scale": {"label": "border crop = scale", "crop": "scale"},
+    "ssim_uniform7": {"label": "SSIM uniform 7x7 (scikit-image default)", "ssim": "uniform"},
+    "family_A": {"label": "A: SPARNet line (CTCNet, WFEN, AMINet): Y trunc, crop 0, SSIM Gaussian",
+                 "y_quant": "floor"},
+    "family_B": {"label": "B: DIC line (DIC, SFMNet, FishFSRNet, SPADNet, W-Net I): Y round, crop 8, SSIM 7x7",
+                 "y_quant": "round", "crop": 8, "ssim": "uniform"},
+}
+
+
+def score_conventions(sr, hr, scale: int, conventions: Mapping[str, Mapping] = CONVENTIONS) -> dict[str, dict]:
+    """Mean PSNR and SSIM of the same SR images under each convention: ``{name: {"psnr", "ssim"}}``
+    (one metric code: :func:`fsrlib.metrics.image.psnr`, ``ssim``, ``ssim_uniform``)."""
+    out = {}
+    for name, c in conventions.items():
+        border = int(scale) if c.get("crop") == "scale" else int(c.get("crop", 0))
+        kw = {"crop_border": border, "color": c.get("color", "y"), "y_quant": c.get("y_quant", "none")}
+        s = ssim_uniform(sr, hr, **kw) if c.get("ssim") == "uniform" else ssim(sr, hr, **kw)
+        p = psnr(sr, hr, **kw)
+        out[name] = {"psnr": float(p[torch.isfinite(p)].mean()), "ssim": float(s.mean())}
+    return out
 
 
 def build_metric(spec: str | Mapping[str, Any] | Metric, **defaults: Any) -> Metric:

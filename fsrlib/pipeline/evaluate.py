@@ -28,7 +28,8 @@ from ..io import save_image, to_uint8, write_csv, write_json
 from ..metrics.scoring import describe_metrics, evaluate_images
 
 #: test set name -> (dataset, split) of :class:`fsrlib.data.datasets.FaceSRDataset`
-TESTSET_SPLITS = {"celeba_test": ("celeba", "test"), "helen_test": ("helen", "test"), "helen50": ("helen", "helen50")}
+TESTSET_SPLITS = {"celeba_test": ("celeba_test", "test"),  # CelebA's official test partition
+                  "helen_test": ("helen", "test"), "helen50": ("helen", "helen50")}
 assert set(TESTSET_SPLITS) == set(TESTSETS)
 
 

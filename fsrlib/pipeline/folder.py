@@ -20,8 +20,11 @@ sections of ``params.yaml`` when that file exists (otherwise each stage's defaul
   border crop ``evaluate.crop_border``;
 * **downstream** (:func:`fsrlib.pipeline.downstream.score_downstream`, params ``downstream``):
   dlib identity similarity and landmark distance SR vs HR, and vs the ``.pts`` ground truth
-  when present (``lmk_dist_gt_px``...). There are no identity labels, so no verification
-  accuracy. ``max_images`` of either section is not applied: the folder is the test set.
+  when present (``lmk_dist_gt_px``...). Verification (both identity networks) when identity
+  labels come with the folder: ``identities=`` (``--identities FILE``) or an ``identity.csv``
+  beside the images or one folder above them (the mirror's layout), with columns ``file,
+  identity`` (file names as in the folder); without labels there is no verification.
+  ``max_images`` of either section is not applied: the folder is the test set.
 
 Output (default ``results/folder-<dir name>/<method>-x<scale>/``)::
 
@@ -44,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -186,9 +190,32 @@ class _FolderFaces:
         return {**{k: to_tensor(read_u8(v)) for k, v in paths.items()}, "name": n, "dataset": DATASET}
 
 
+def folder_identities(folder: Path, files: list[str], identities: str | Path | None = None):
+    """``(labels per file or None, the csv used or None)``: ``identities`` (a csv of ``file,
+    identity``), else ``identity.csv`` in ``folder`` or its parent. A listed csv that misses a
+    kept face is an error (a partial labelling would make wrong pairs)."""
+    cands = [Path(identities)] if identities is not None else [folder / "identity.csv", folder.parent / "identity.csv"]
+    for c in cands:
+        if c.is_file():
+            df = pd.read_csv(c, dtype={"file": str})
+            if not {"file", "identity"} <= set(df.columns):
+                raise ConfigError(f"{c} needs the columns file, identity (has {list(df.columns)})")
+            lab = dict(zip(df.file.map(lambda f: Path(f).name), df.identity))
+            miss = [f for f in files if Path(f).name not in lab]
+            if miss:
+                if identities is None and len(miss) == len(files):
+                    continue  # an identity.csv of other images (e.g. a parent folder's): not ours
+                raise ConfigError(f"{c} has no identity for {len(miss)} of the {len(files)} faces "
+                                  f"(e.g. {miss[0]})")
+            return np.array([lab[Path(f).name] for f in files]), c
+    if identities is not None:
+        raise FileNotFoundError(f"identity file {identities} not found")
+    return None, None
+
+
 def evaluate_folder(dir: str | Path, method: str, scale: int, checkpoint: str | Path, out: str | Path | None = None,
                     params_path: str | Path = "params.yaml", device: str | None = "auto",
-                    progress: bool = True) -> Path:
+                    progress: bool = True, identities: str | Path | None = None) -> Path:
     """Prepare, degrade, evaluate and downstream-score every face photo of ``dir`` with the
     checkpoint (a model.pt or a run folder); returns the output folder (module docstring)."""
     folder = Path(dir)
@@ -274,9 +301,13 @@ def evaluate_folder(dir: str | Path, method: str, scale: int, checkpoint: str | 
 
     # ---------------------------------------------------------------- downstream
     hr8 = list(to_uint8(torch.stack([items[i]["hr"] for i in range(len(items))])))
+    ids, id_file = folder_identities(folder, [file_of[n] for n in names], identities)
+    if id_file is not None:
+        proto["identities"] = str(id_file.resolve())
     dper, dagg, dmissing, dinfo = score_downstream(
-        list(sr8), hr8, params.get("downstream") or {}, identities=None,
-        gt_landmarks=gt_array(gts) if n_gt else None, names=names, progress=progress)
+        list(sr8), hr8, params.get("downstream") or {}, identities=ids,
+        gt_landmarks=gt_array(gts) if n_gt else None, names=names, progress=progress,
+        repo_root=Path(params_path).resolve().parent if params else None)
     dper.insert(2, "file", [file_of[n] for n in names])
     write_csv(out / "downstream_per_image.csv", dper)
     write_json(out / "downstream.json", {

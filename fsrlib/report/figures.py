@@ -556,8 +556,30 @@ def ced_curve(nme: Mapping[str, Sequence[float]], out_path, max_err: float = 0.1
     return _save(fig, out_path)
 
 
+def roc_curves(curves: Mapping[str, tuple], out_path, title: str | None = None) -> Path:
+    """Face-verification ROC, one curve per run: ``{label: (far, tar)}`` (log FAR axis from
+    1e-3); the legend gives each run's ROC AUC."""
+    fig, axes = _subplots(1, 1, figsize=(5, 3.8))
+    ax = axes[0, 0]
+    for name, (far, tar) in curves.items():
+        far, tar = np.asarray(far, np.float64), np.asarray(tar, np.float64)
+        ax.plot(np.clip(far, 1e-3, 1), tar, lw=1.2, label=f"{name} (AUC {np.trapezoid(tar, far):.3f})")
+    ax.set_xscale("log")
+    ax.set_xlim(1e-3, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("false accept rate")
+    ax.set_ylabel("true accept rate")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_path)
+
+
 __all__ = [
     "LABELS19", "CHANNEL_CLASSES", "REGIONS4", "to_uint8", "nearest_upscale", "load_landmarks", "landmark_box",
     "qualitative_grid", "attention_maps", "label_colors", "parsing_to_labels", "parsing_maps", "read_dvclive",
     "training_curves", "cost_points", "psnr_vs_cost", "identity_threshold_curve", "ced_auc", "ced_curve",
+    "roc_curves",
 ]

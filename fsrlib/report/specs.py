@@ -85,19 +85,24 @@ HR_ROW = Row("", keys=("hr",), label="HR (reference)", optional=True)
 _WNET_PROTO = ("CelebA (OpenFace 68-landmark crop, 128×128), bicubic LR; Mode I: 168,854 train (DIC split), "
                "Mode II: 18,000 train (RAAN); test CelebA 1,000 (Mode I) / 100 (Mode II) and Helen 50; "
                "PSNR/SSIM colour channel not stated (Y assumed), no crop stated; LPIPS (AlexNet assumed); "
-               "batch 4, Adam 1e-4; parser BiSeNet (binary skin-vs-components map)")
+               "batch 4, Adam 1e-4; parser BiSeNet (binary skin-vs-components map); metric convention: "
+               "Mode I family B (DIC line: Y rounded, 8 px crop, 7x7 uniform SSIM; our shift under it: "
+               "protocol_sensitivity.md)")
 _FISH_PROTO = ("DIC protocol: CelebA 168,854 train / 1,000 test, Helen 1,955 train / 50 test (Helen models "
                "trained on Helen); bicubic LR 32/16/8 px from 128×128; PSNR/SSIM on Y (BT.601); the official "
                "code crops 8 px per side; batch 8, Adam 1e-4; parser BiSeNet -> binary skin map, ParsingNet "
-               "estimates it at LR")
+               "estimates it at LR; metric convention: family B (DIC line: Y rounded, 8 px crop, "
+               "7x7 uniform SSIM; our shift under it: protocol_sensitivity.md)")
 _SPAR_PROTO = ("CelebA ≈179K MTCNN crops, 128×128, bicubic 16×16 LR (8×); test Helen (FSRNet split); "
                "PSNR/SSIM on Y (BT.601), no crop; AUC of FAN landmarks under NME 10%; identity = SphereFace "
-               "cosine on UMD-Face; batch 64, Adam 2e-4, L2 loss")
+               "cosine on UMD-Face; batch 64, Adam 2e-4, L2 loss; metric convention: family A (SPARNet "
+               "codebase: Y truncated, no crop, Gaussian SSIM; our shift under it: protocol_sensitivity.md)")
 _SPARHD_PROTO = ("FFHQ 70K at 512×512, blind degradation (blur, downsample, noise, JPEG; eq. 14); LPIPS on "
                  "CelebAHQ-Test, FID on CelebA-TestN vs CelebAHQ-Test HR; 100k iterations, batch 2")
 _AMI_PROTO = ("CelebA 18,000 train / 1,000 test, Helen test; centre-cropped aligned faces 128×128, bicubic "
               "16×16 LR (×8); PSNR/SSIM channel not stated (Y assumed), no crop stated; VIF, LPIPS (AlexNet "
-              "assumed); Adam 2e-4, RTX 3090; no parser")
+              "assumed); Adam 2e-4, RTX 3090; no parser; metric convention: family A (SPARNet codebase: Y "
+              "truncated, no crop, Gaussian SSIM; PIL-bicubic LR; our shift under it: protocol_sensitivity.md)")
 _AMI_ABL = ("Ablations (Tables I-V) use an unstated cheaper protocol: the full model scores 27.83 dB here "
             "vs 28.26 dB in Table VII; compare within the table only.")
 _THESIS_PROTO = ("CelebAMask-HQ 28,000 train / 1,000 test, 128×128, ×8 (16×16 LR, bicubic assumed); "

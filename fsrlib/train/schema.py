@@ -56,7 +56,11 @@ init_strict        true         ``load_state_dict(strict=...)`` for ``init_from`
 prior_from         null         run whose model (ParsingNet) gives the prior (two_stage)
 prior_key          parsing      output key of the prior network
 prior_gt           null         batch key used as the prior instead (oracle ablation)
-amp                false        false | ``bf16`` | ``fp16`` (autocast; GradScaler for fp16)
+amp                auto         ``auto`` | false | ``bf16`` | ``fp16`` (autocast; GradScaler for fp16);
+                                auto = bf16 on a CPU with AVX512-BF16/AMX, fp32 elsewhere
+                                (CUDA included): :mod:`fsrlib.train.precision`
+channels_last      auto         ``auto`` | true | false: NHWC model and inputs; auto = when
+                                bf16 autocast runs on the CPU
 compile            false        ``torch.compile`` the model (and D)
 deterministic      false        ``torch.use_deterministic_algorithms`` (+ cuDNN settings)
 grad_clip          null         max gradient norm (G and D), null = none
@@ -94,7 +98,7 @@ DEFAULTS: dict[str, Any] = {
     "val_every": 1000, "val": None, "ckpt_every": 1000, "keep_ckpts": 2, "log_every": 50,
     "seed": 0, "init_from": None, "init_strict": True,
     "prior_from": None, "prior_key": "parsing", "prior_gt": None,
-    "amp": False, "compile": False, "deterministic": False, "grad_clip": None,
+    "amp": "auto", "channels_last": "auto", "compile": False, "deterministic": False, "grad_clip": None,
     "num_workers": 0, "ddp_find_unused": "auto", "notes": None,
 }
 REQUIRED = ("method", "scale", "iters", "model", "losses")
@@ -261,9 +265,11 @@ def validate_config(cfg: Mapping[str, Any]) -> dict:
     c["val"] = {**VAL_KEYS, **(c["val"] or {})}
     if c["amp"] is True:
         c["amp"] = "bf16"
-    if c["amp"] not in (False, None, "bf16", "fp16"):
-        raise ConfigError(f"amp must be false, bf16 or fp16, got {c['amp']!r}")
+    if c["amp"] not in ("auto", False, None, "bf16", "fp16"):
+        raise ConfigError(f"amp must be auto, false, bf16 or fp16, got {c['amp']!r}")
     c["amp"] = c["amp"] or False
+    if c["channels_last"] not in ("auto", True, False):
+        raise ConfigError(f"channels_last must be auto, true or false, got {c['channels_last']!r}")
     if c["ddp_find_unused"] not in ("auto", True, False):
         raise ConfigError("ddp_find_unused must be auto, true or false")
     if c["grad_clip"] is not None:

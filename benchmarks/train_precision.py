@@ -61,18 +61,22 @@ def bench_cfg(cfg: dict) -> dict:
     return c
 
 
-def time_mode(cfg: dict, ds, batch, mode: str, steps: int, warmup: int, runs_root: Path) -> tuple[float, float]:
-    amp, cl = MODES[mode]
-    c = {**cfg, "amp": amp, "channels_last": cl}
-    tr = Trainer(c, ds, None, runs_root=runs_root, device="cpu", progress=False, resume=False)
-    b = tr._augment(_to_device(batch, tr.device, tr.channels_last), 0)
-    times, logs = [], {}
+def time_modes(cfg: dict, ds, batch, steps: int, warmup: int, runs_root: Path) -> dict[str, tuple[float, float]]:
+    """{mode: (median step ms, last loss)}: one trainer per mode from the same initial weights,
+    their steps interleaved (mode A, B, C, A, B, C, ...) so that load from other processes
+    falls on every mode alike."""
+    trs, bs, times, logs = {}, {}, {m: [] for m in MODES}, {}
+    for mode, (amp, cl) in MODES.items():
+        trs[mode] = Trainer({**cfg, "amp": amp, "channels_last": cl}, ds, None, runs_root=runs_root,
+                            device="cpu", progress=False, resume=False)
+        bs[mode] = trs[mode]._augment(_to_device(batch, trs[mode].device, trs[mode].channels_last), 0)
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
-        logs = tr.step_fn(tr, b)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times), float(logs["loss"])
+        for mode, tr in trs.items():
+            t0 = time.perf_counter()
+            logs[mode] = tr.step_fn(tr, bs[mode])
+            if i >= warmup:
+                times[mode].append(time.perf_counter() - t0)
+    return {m: (1000 * statistics.median(times[m]), float(logs[m]["loss"])) for m in MODES}
 
 
 def write(rows: list[dict], out: Path, header: dict) -> None:
@@ -133,7 +137,7 @@ def main(argv=None) -> list[dict]:
     tmp = Path(a.out) / ".train_precision_runs"  # the trainer writes nothing before fit(); never created
     for cfg in cfgs:
         keys = needed_keys(cfg)
-        ds, _ = make_datasets(params, cfg, keys, a.data)
+        ds, _ = make_datasets(params, {**cfg, "run": "sparnet-x8"} if cfg is FULL_SPARNET else cfg, keys, a.data)
         batch = default_collate([ds[i] for i in range(cfg["batch_size"])])
         batch = {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
         m = MODELS.build({"scale": cfg["scale"], **cfg["model"]})
@@ -145,8 +149,8 @@ def main(argv=None) -> list[dict]:
         r = {"run": cfg["run"], "model": cfg["model"]["type"], "params": count_params(m), "MACs/face (G)": macs,
              "batch": cfg["batch_size"]}
         steps = max(2, a.steps // 2) if cfg is FULL_SPARNET else a.steps
-        for mode in MODES:
-            ms, loss = time_mode(cfg, ds, batch, mode, steps, 1 if cfg is FULL_SPARNET else a.warmup, tmp)
+        res = time_modes(cfg, ds, batch, steps, 1 if cfg is FULL_SPARNET else a.warmup, tmp)
+        for mode, (ms, loss) in res.items():
             r[f"{mode} step (ms)"], r[f"{mode} loss"] = ms, loss
         r["speed-up bf16+cl"] = r["fp32 step (ms)"] / r["bf16+cl step (ms)"]
         rows.append(r)

@@ -87,7 +87,8 @@ from ..registry import LOSSES, MODELS, ConfigError
 from ..settings import deep_merge
 
 __all__ = ["DEFAULTS", "REQUIRED", "RECIPE_NAMES", "OPTIMIZER_KEYS", "SCHEDULES", "EMA_KEYS", "AUGMENT_KEYS",
-           "VAL_KEYS", "RESUME_FREE", "validate_config", "validate_runs", "lint_params"]
+           "VAL_KEYS", "RESUME_FREE", "BUDGET_KEYS", "validate_config", "validate_runs", "lint_params",
+           "check_budget"]
 
 DEFAULTS: dict[str, Any] = {
     "method": None, "scale": None, "iters": None, "model": None, "losses": None,
@@ -321,3 +322,48 @@ def lint_params(params: Mapping) -> list[str]:
                                     f"write `overrides: {{model: {{type: {preset}}}}}` "
                                     "(one way to express an ablation)")
     return problems
+
+
+#: the keys of ``train.budget`` (params.yaml): one budget rule for every trained stage
+BUDGET_KEYS = {"images", "batch_size", "schedule", "lr_factor", "macs_target_g", "macs_band", "macs_exempt"}
+
+
+def check_budget(params: Mapping, paper_methods: Mapping | None = None) -> list[str]:
+    """Where the runs of ``params`` break ``train.budget`` (empty: every run obeys it).
+
+    Every run with trainable weights (``iters > 1``): ``iters x batch_size == images`` and
+    ``batch_size`` the budget's, ``schedule`` (and ``d_schedule``, when set) equal to the
+    budget's; with ``paper_methods`` (``methods:`` of params/paper.yaml), ``optim.lr`` (and
+    ``d_optim.lr``) == the paper's x ``lr_factor`` (1e-9 relative). MACs are checked where a
+    model can be built (tests/test_budget.py: :func:`fsrlib.models.common.count_macs`)."""
+    b = (params.get("train") or {}).get("budget")
+    if not b:
+        return []
+    bad = set(b) - BUDGET_KEYS
+    if bad:
+        return [f"train.budget: unknown key(s) {sorted(bad)}; allowed: {sorted(BUDGET_KEYS)}"]
+    out: list[str] = []
+    for name, r in all_runs(params).items():
+        c = run_config(params, name)
+        method = r["method"]
+        if (c.get("model") or {}).get("type") == "bicubic" or int(c.get("iters") or 0) <= 1:
+            continue
+        bs, it = int(c.get("batch_size", DEFAULTS["batch_size"])), int(c["iters"])
+        if bs != int(b["batch_size"]) or bs * it != int(b["images"]):
+            out.append(f"run {name}: {it} iters x batch {bs} = {it * bs} images, budget {b['images']} "
+                       f"(batch {b['batch_size']})")
+        for k in ("schedule", "d_schedule"):
+            if (k == "schedule" or c.get(k)) and dict(c.get(k) or {}) != dict(b["schedule"]):
+                out.append(f"run {name}: {k} {c.get(k)} is not the budget's {b['schedule']}")
+        pm = (paper_methods or {}).get(method)
+        if paper_methods is not None and pm is None:
+            out.append(f"run {name}: method {method!r} has no paper entry (its paper lr)")
+            continue
+        for k in ("optim", "d_optim") if pm else ():
+            if not c.get(k):
+                continue
+            paper_lr = float(((pm.get(k) or pm.get("optim")) or {}).get("lr"))
+            want = paper_lr * float(b["lr_factor"])
+            if abs(float(c[k]["lr"]) - want) > 1e-9 * want:
+                out.append(f"run {name}: {k}.lr {c[k]['lr']} != paper {paper_lr:g} x {b['lr_factor']} = {want:g}")
+    return out

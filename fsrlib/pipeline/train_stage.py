@@ -62,7 +62,7 @@ def make_datasets(params: Mapping, cfg: Mapping, keys: set[str], data_root: str 
         ds, split = spec.split(":")
         return FaceSRDataset(root=data_root, dataset=ds, split=split, scale=cfg["scale"], keys=tuple(sorted(keys)),
                              augment=augment, limit=limit, seed=int(cfg.get("seed", 0)),
-                             degradation=dcfg.get("degradation", "bicubic"))
+                             degradation=dcfg.get("degradation", "bicubic"), cache=bool(tr.get("cache", False)))
 
     train_set = one(tr.get("train_set", "celeba:train"), tr.get("max_train_images"), dcfg.get("augment"))
     val_set = one(tr.get("val_set", "celeba:val"), tr.get("max_val_images"), None)

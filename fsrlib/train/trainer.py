@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import math
 import os
 import random
@@ -625,6 +626,19 @@ class Trainer:
             live.make_summary()
         return summary
 
+    def _images_seen(self) -> dict:
+        """Training images of this stage (``own``), of the runs it starts from (``parent``: the
+        ``init_from`` / ``prior_from`` runs' own totals, from their run.json) and ``total``."""
+        own = int(self.elapsed["images"])
+        parent = 0
+        for ref in (self.cfg["init_from"], self.cfg["prior_from"]):
+            if not ref:
+                continue
+            f = resolve_model_file(ref, self.runs_root).parent / "run.json"
+            if f.is_file():
+                parent += int((json.loads(f.read_text()).get("images_seen") or {}).get("total") or 0)
+        return {"own": own, "parent": parent, "total": own + parent}
+
     def _finish(self, it: int, session_train_s: float, session_images: int) -> dict:
         c = self.cfg
         ema = self.ema is not None
@@ -644,6 +658,10 @@ class Trainer:
             "amp": self.amp or "fp32", "amp_config": c["amp"], "channels_last": self.channels_last,
             "compile": c["compile"], "sessions": self.elapsed.get("sessions", 1),
             "resumed_at": self.resumes, "init_from": self.init_info, "prior_from": c["prior_from"],
+            "images_seen": self._images_seen(),
+            "checkpoint_selection": "last iteration (model.pt = the weights at the end of the schedule; no "
+                                    "checkpoint is picked on any split; validation = train.val_set, "
+                                    "monitored only; test sets are never read in training)",
             "final_val": self.last_val, "torch": torch.__version__,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

@@ -20,6 +20,7 @@ import pandas as pd
 from ..config import parse_run_name
 from ..io import write_csv, write_text
 from .results import PROTOCOL_COLS, load_paper_results, load_results
+from .seeds import add_seed_columns
 from .specs import TABLES, Row, TableSpec
 from .vocabulary import METRIC_DECIMALS, MISSING, OURS_METRIC, PAPERS, PROXY_MARK, RUN_LEVEL_METRICS, TESTSETS
 
@@ -451,8 +452,10 @@ def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None =
                      for i in df.index for c in value_cols) if n_cells else 0
         index.append(f"| [{spec.name}]({spec.name}.md) | {spec.paper} {spec.table} | {spec.kind} | "
                      f"{n_ours}/{n_cells} | {_md_escape(spec.title)} |")
-    summary = build_summary(ours)
-    cap = ("Summary of our runs: every evaluated run and test set. "
+    summary = add_seed_columns(build_summary(ours), ours)
+    cap = ("Summary of our runs: every evaluated run and test set. A run with `-seed<k>` copies shows "
+           "the mean over its `n_seeds` seeds (`psnr_std`, `ssim_std`: their sample standard deviation); "
+           "two means closer than two standard errors of their difference are a tie. "
            "No paper numbers here; see the per-paper tables. A blank cell: the metric was not computed.\n"
            + protocol_caption(ours, sorted(ours["run"].unique())))
     md, csv = write_table(summary, "ours_summary", cap, out_dir)

@@ -39,4 +39,7 @@ class EDSR(FSRModel):
 
     def _forward(self, x, prior=None):
         h = self.head(x - self.rgb_mean)
-        return {"sr": self.tail(h + self.body(h)) + self.rgb_mean}
+        out = self.tail(h + self.body(h))
+        # with the demo's global residual the net predicts the residual over bicubic(LR), so the
+        # mean is not added back (it is already in the bicubic image)
+        return {"sr": out if self.global_residual else out + self.rgb_mean}

@@ -42,7 +42,7 @@ SECTIONS = {
     "degrade": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["degrade"]
     "parse": None,    # keys of fsrlib.settings.STAGE_DEFAULTS["parse"]
     "train": {"device", "threads", "train_set", "val_set", "max_train_images", "max_val_images",
-              "runs_root", "progress", "dataset_workers"},
+              "runs_root", "progress", "dataset_workers", "budget", "cache"},
     "methods": None,
     "runs": None,
     "chained": None,

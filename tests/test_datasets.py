@@ -121,3 +121,28 @@ def test_missing_stage_outputs_raise(tmp_path, root):
         FaceSRDataset(d, "celeba", "all", keys=("hr", "lr"))[0]
     with pytest.raises(FileNotFoundError, match="parse stage"):
         FaceSRDataset(d, "celeba", "all", keys=("hr", "labels"))[0]
+
+
+@pytest.mark.parametrize("augment,degradation", [(None, "bicubic"), ({"hflip": 1.0, "rescale": [1.0, 1.3]}, "bicubic"),
+                                                 (None, "blind-paper")])
+def test_cache_gives_the_same_items_without_decoding_again(root, monkeypatch, augment, degradation):
+    from fsrlib.data import datasets as dsm
+
+    kw = dict(scale=8, keys=ALL if degradation == "bicubic" else ("hr", "lr", "lr_up"), augment=augment,
+              degradation=degradation, seed=2)
+    plain = FaceSRDataset(root, "celeba", "all", **kw)
+    cached = FaceSRDataset(root, "celeba", "all", cache=True, **kw)
+    first = [cached[i] for i in range(2)]
+    reads = []
+    monkeypatch.setattr(dsm, "read_u8", lambda p: reads.append(p))  # a decode now would fail
+    for ep in (0, 1):
+        plain.set_epoch(ep)
+        cached.set_epoch(ep)
+        for i in range(2):
+            a, b = (first[i] if ep == 0 else cached[i]), None
+            monkeypatch.undo()
+            b = plain[i]
+            monkeypatch.setattr(dsm, "read_u8", lambda p: reads.append(p))
+            for k, v in b.items():
+                assert torch.equal(a[k], v) if isinstance(v, torch.Tensor) else a[k] == v, k
+    assert not reads

@@ -384,9 +384,12 @@ def test_init_from_and_artifacts(tmp_path):
     assert blob["model"]["type"] == "test_tiny_sr" and blob["run_config"]["iters"] == 3
     assert (run / "dvclive" / "plots" / "metrics" / "train" / "loss.tsv").exists()
     assert list((run / "dvclive" / "plots" / "images" / "val").glob("*.png"))
+    assert rj["images_seen"] == {"own": 3 * 4, "parent": 0, "total": 12}
+    assert "last iteration" in rj["checkpoint_selection"]
     tr = make_trainer(tmp_path, base_cfg(method="m2", init_from="m1-x8", iters=1), data)
     for k, v in blob["state_dict"].items():
         assert torch.equal(tr.model.state_dict()[k], v)
+    assert tr.fit()["images_seen"] == {"own": 4, "parent": 12, "total": 16}  # parent + own
 
 
 # ====================================================================== EMA

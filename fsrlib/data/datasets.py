@@ -82,7 +82,8 @@ class FaceSRDataset(Dataset):
 
     def __init__(self, root="data", dataset: str | Sequence[str] = "celeba", split: str = "train", scale: int = 8,
                  keys: Sequence[str] = ("hr", "lr", "lr_up"), augment: dict | None = None, limit: int | None = None,
-                 seed: int = 0, degradation: str = "bicubic", lr_source: str = "disk", hr_size: int = 128):
+                 seed: int = 0, degradation: str = "bicubic", lr_source: str = "disk", hr_size: int = 128,
+                 cache: bool = False):
         self.root = Path(root)
         self.scale = int(scale)
         self.hr_size = int(hr_size)
@@ -125,6 +126,10 @@ class FaceSRDataset(Dataset):
         self.df = df
         self.split = split
         self._lm = None
+        #: ``cache=True``: every decoded uint8 image is kept in memory after its first read (a
+        #: few thousand 128-px faces: ~50 KiB each with LR and labels), so no PNG is decoded
+        #: again; with DataLoader workers each worker holds its own copy (the demo uses none)
+        self._cache: dict | None = {} if cache else None
 
     def __len__(self) -> int:
         return len(self.df)
@@ -143,6 +148,16 @@ class FaceSRDataset(Dataset):
             "labels": self.root / "parsing" / "labels" / ds / f"{name}.png",
         }[kind]
 
+    def _read(self, kind: str, r, i: int):
+        if self._cache is None:
+            return read_u8(self._path(kind, r))
+        key = (kind, i)
+        if key not in self._cache:
+            a = read_u8(self._path(kind, r))
+            a.setflags(write=False)  # shared between items: any in-place edit fails loudly
+            self._cache[key] = a
+        return self._cache[key]
+
     def _landmarks(self):
         if self._lm is None:
             self._lm = load_landmarks(self.root / "faces")
@@ -150,17 +165,18 @@ class FaceSRDataset(Dataset):
 
     # ------------------------------------------------------------------ item
     def __getitem__(self, i: int) -> dict:
-        r = self.df.iloc[int(i)]
+        i = int(i)
+        r = self.df.iloc[i]
         rng = np.random.default_rng([self.seed, self.epoch, int(i)])
         need_labels = any(k in self.keys for k in label_keys())
         need_lr = any(k in self.keys for k in ("lr", "lr_up"))
-        hr = read_u8(self._path("hr", r))
+        hr = self._read("hr", r, i)
         lab = None
         if need_labels:
             p = self._path("labels", r)
             if not p.exists():
                 raise FileNotFoundError(f"{p} is missing: run the parse stage first")
-            lab = read_u8(p)
+            lab = self._read("labels", r, i)
         online = self.lr_source == "online" or self.degradation != "bicubic"
         lr = lr_up = None
         if need_lr and not online:
@@ -168,7 +184,7 @@ class FaceSRDataset(Dataset):
                 if not self._path(k, r).exists():
                     raise FileNotFoundError(f"{self._path(k, r)} is missing: run the degrade stage for x{self.scale} "
                                             f"(or use lr_source='online')")
-            lr, lr_up = read_u8(self._path("lr", r)), read_u8(self._path("lr_up", r))
+            lr, lr_up = self._read("lr", r, i), self._read("lr_up", r, i)
 
         # --- rescale (SPARNet): random zoom, LR regenerated online
         resc = self.augment.get("rescale")

@@ -26,8 +26,10 @@ class EDSR(FSRModel):
     slim = {"ch": 4, "n_blocks": 2}
 
     def __init__(self, scale: int = 8, ch: int = 64, n_blocks: int = 16, res_scale: float = 1.0,
-                 mean_shift: bool = True):
+                 mean_shift: bool = True,
+                 global_residual: bool = False):
         super().__init__(scale)
+        self.global_residual = bool(global_residual)  # + the upsampled input (not in the paper; demo switch)
         mean = torch.tensor(DIV2K_MEAN if mean_shift else (0.0, 0.0, 0.0)).view(1, 3, 1, 1)
         self.register_buffer("rgb_mean", mean)
         self.head = conv(3, ch)
@@ -37,4 +39,7 @@ class EDSR(FSRModel):
 
     def _forward(self, x, prior=None):
         h = self.head(x - self.rgb_mean)
-        return {"sr": self.tail(h + self.body(h)) + self.rgb_mean}
+        out = self.tail(h + self.body(h))
+        # with the demo's global residual the net predicts the residual over bicubic(LR), so the
+        # mean is not added back (it is already in the bicubic image)
+        return {"sr": out if self.global_residual else out + self.rgb_mean}

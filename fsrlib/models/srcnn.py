@@ -22,8 +22,10 @@ class SRCNN(FSRModel):
     input_kind = "upsampled"
     slim = {"widths": (8, 4)}
 
-    def __init__(self, scale: int = 8, widths: Sequence[int] = (64, 32), kernels: Sequence[int] = (9, 5, 5)):
+    def __init__(self, scale: int = 8, widths: Sequence[int] = (64, 32), kernels: Sequence[int] = (9, 5, 5),
+                 global_residual: bool = False):
         super().__init__(scale)
+        self.global_residual = bool(global_residual)  # + the upsampled input (not in the paper; demo switch)
         n1, n2 = widths
         f1, f2, f3 = kernels
         self.body = nn.Sequential(conv(3, n1, f1), nn.ReLU(inplace=True),

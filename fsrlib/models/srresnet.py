@@ -23,8 +23,10 @@ class SRResNet(FSRModel):
     input_kind = "lr"
     slim = {"ch": 4, "n_blocks": 2}
 
-    def __init__(self, scale: int = 8, ch: int = 64, n_blocks: int = 16, act: str = "prelu"):
+    def __init__(self, scale: int = 8, ch: int = 64, n_blocks: int = 16, act: str = "prelu",
+                 global_residual: bool = False):
         super().__init__(scale)
+        self.global_residual = bool(global_residual)  # + the upsampled input (not in the paper; demo switch)
         self.head = nn.Sequential(conv(3, ch, 9), make_act(act, ch))
         self.body = nn.Sequential(*[ResBlock(ch, act=act, norm="bn") for _ in range(n_blocks)],
                                   conv(ch, ch), make_norm("bn", ch))

@@ -76,7 +76,7 @@ def make_datasets(params: Mapping, cfg: Mapping, keys: set[str], data_root: str 
         return FaceSRDataset(root=root, dataset=ds, split=split, scale=cfg["scale"], keys=tuple(sorted(keys)),
                              augment=augment, limit=limit, seed=int(cfg.get("seed", 0)),
                              degradation=dcfg.get("degradation", "bicubic"), hr_size=hr_size,
-                             lr_source="disk" if hr_size == 128 else "online")
+                             lr_source="disk" if hr_size == 128 else "online", cache=bool(tr.get("cache", False)))
 
     train_set = one(train_spec, tr.get("max_train_images"), dcfg.get("augment"))
     val_set = one(val_spec, tr.get("max_val_images"), None)

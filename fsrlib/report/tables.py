@@ -22,6 +22,7 @@ from ..io import write_csv, write_text
 from .captions import RUNS_LINK, caption_lines, ours_line, portable
 from .results import PROTOCOL_COLS, load_paper_results, load_results
 from .runs_table import write_runs_table
+from .seeds import add_seed_columns
 from .specs import TABLES, Row, TableSpec
 from .vocabulary import METRIC_DECIMALS, MISSING, OURS_METRIC, PAPERS, PROXY_MARK, RUN_LEVEL_METRICS, TESTSETS
 
@@ -467,9 +468,11 @@ def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None =
                      for i in df.index for c in value_cols) if n_cells else 0
         index.append(f"| [{spec.name}]({spec.name}.md) | {spec.paper} {spec.table} | {spec.kind} | "
                      f"{n_ours}/{n_cells} | {_md_escape(spec.title)} |")
-    summary = build_summary(ours)
+    summary = add_seed_columns(build_summary(ours), ours)
     all_ours = sorted(ours["run"].unique())
-    cap = ("Summary of our runs: every evaluated run and test set (no paper numbers; blank: not computed)\n"
+    cap = ("Summary of our runs: every evaluated run and test set; a run with `-seed<k>` copies shows the "
+           "seed mean (`n_seeds`, `psnr_std`, `ssim_std`); closer than 2 standard errors = a tie
+"
            f"{ours_line(ours, all_ours)} {RUNS_LINK}")
     md, csv = write_table(summary, "ours_summary", cap, out_dir,
                           [protocol_caption(ours, all_ours).replace("Ours: ", "Ours, full protocol: ", 1)])

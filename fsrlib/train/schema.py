@@ -56,7 +56,11 @@ init_strict        true         ``load_state_dict(strict=...)`` for ``init_from`
 prior_from         null         run whose model (ParsingNet) gives the prior (two_stage)
 prior_key          parsing      output key of the prior network
 prior_gt           null         batch key used as the prior instead (oracle ablation)
-amp                false        false | ``bf16`` | ``fp16`` (autocast; GradScaler for fp16)
+amp                auto         ``auto`` | false | ``bf16`` | ``fp16`` (autocast; GradScaler for fp16);
+                                auto = bf16 on a CPU with AVX512-BF16/AMX, fp32 elsewhere
+                                (CUDA included): :mod:`fsrlib.train.precision`
+channels_last      auto         ``auto`` | true | false: NHWC model and inputs; auto = when
+                                bf16 autocast runs on the CPU
 compile            false        ``torch.compile`` the model (and D)
 deterministic      false        ``torch.use_deterministic_algorithms`` (+ cuDNN settings)
 grad_clip          null         max gradient norm (G and D), null = none
@@ -83,7 +87,8 @@ from ..registry import LOSSES, MODELS, ConfigError
 from ..settings import deep_merge
 
 __all__ = ["DEFAULTS", "REQUIRED", "RECIPE_NAMES", "OPTIMIZER_KEYS", "SCHEDULES", "EMA_KEYS", "AUGMENT_KEYS",
-           "VAL_KEYS", "RESUME_FREE", "validate_config", "validate_runs", "lint_params"]
+           "VAL_KEYS", "RESUME_FREE", "BUDGET_KEYS", "validate_config", "validate_runs", "lint_params",
+           "check_budget"]
 
 DEFAULTS: dict[str, Any] = {
     "method": None, "scale": None, "iters": None, "model": None, "losses": None,
@@ -94,7 +99,7 @@ DEFAULTS: dict[str, Any] = {
     "val_every": 1000, "val": None, "ckpt_every": 1000, "keep_ckpts": 2, "log_every": 50,
     "seed": 0, "init_from": None, "init_strict": True,
     "prior_from": None, "prior_key": "parsing", "prior_gt": None,
-    "amp": False, "compile": False, "deterministic": False, "grad_clip": None,
+    "amp": "auto", "channels_last": "auto", "compile": False, "deterministic": False, "grad_clip": None,
     "num_workers": 0, "ddp_find_unused": "auto", "notes": None,
 }
 REQUIRED = ("method", "scale", "iters", "model", "losses")
@@ -261,9 +266,11 @@ def validate_config(cfg: Mapping[str, Any]) -> dict:
     c["val"] = {**VAL_KEYS, **(c["val"] or {})}
     if c["amp"] is True:
         c["amp"] = "bf16"
-    if c["amp"] not in (False, None, "bf16", "fp16"):
-        raise ConfigError(f"amp must be false, bf16 or fp16, got {c['amp']!r}")
+    if c["amp"] not in ("auto", False, None, "bf16", "fp16"):
+        raise ConfigError(f"amp must be auto, false, bf16 or fp16, got {c['amp']!r}")
     c["amp"] = c["amp"] or False
+    if c["channels_last"] not in ("auto", True, False):
+        raise ConfigError(f"channels_last must be auto, true or false, got {c['channels_last']!r}")
     if c["ddp_find_unused"] not in ("auto", True, False):
         raise ConfigError("ddp_find_unused must be auto, true or false")
     if c["grad_clip"] is not None:
@@ -315,3 +322,48 @@ def lint_params(params: Mapping) -> list[str]:
                                     f"write `overrides: {{model: {{type: {preset}}}}}` "
                                     "(one way to express an ablation)")
     return problems
+
+
+#: the keys of ``train.budget`` (params.yaml): one budget rule for every trained stage
+BUDGET_KEYS = {"images", "batch_size", "schedule", "lr_factor", "macs_target_g", "macs_band", "macs_exempt"}
+
+
+def check_budget(params: Mapping, paper_methods: Mapping | None = None) -> list[str]:
+    """Where the runs of ``params`` break ``train.budget`` (empty: every run obeys it).
+
+    Every run with trainable weights (``iters > 1``): ``iters x batch_size == images`` and
+    ``batch_size`` the budget's, ``schedule`` (and ``d_schedule``, when set) equal to the
+    budget's; with ``paper_methods`` (``methods:`` of params/paper.yaml), ``optim.lr`` (and
+    ``d_optim.lr``) == the paper's x ``lr_factor`` (1e-9 relative). MACs are checked where a
+    model can be built (tests/test_budget.py: :func:`fsrlib.models.common.count_macs`)."""
+    b = (params.get("train") or {}).get("budget")
+    if not b:
+        return []
+    bad = set(b) - BUDGET_KEYS
+    if bad:
+        return [f"train.budget: unknown key(s) {sorted(bad)}; allowed: {sorted(BUDGET_KEYS)}"]
+    out: list[str] = []
+    for name, r in all_runs(params).items():
+        c = run_config(params, name)
+        method = r["method"]
+        if (c.get("model") or {}).get("type") == "bicubic" or int(c.get("iters") or 0) <= 1:
+            continue
+        bs, it = int(c.get("batch_size", DEFAULTS["batch_size"])), int(c["iters"])
+        if bs != int(b["batch_size"]) or bs * it != int(b["images"]):
+            out.append(f"run {name}: {it} iters x batch {bs} = {it * bs} images, budget {b['images']} "
+                       f"(batch {b['batch_size']})")
+        for k in ("schedule", "d_schedule"):
+            if (k == "schedule" or c.get(k)) and dict(c.get(k) or {}) != dict(b["schedule"]):
+                out.append(f"run {name}: {k} {c.get(k)} is not the budget's {b['schedule']}")
+        pm = (paper_methods or {}).get(method)
+        if paper_methods is not None and pm is None:
+            out.append(f"run {name}: method {method!r} has no paper entry (its paper lr)")
+            continue
+        for k in ("optim", "d_optim") if pm else ():
+            if not c.get(k):
+                continue
+            paper_lr = float(((pm.get(k) or pm.get("optim")) or {}).get("lr"))
+            want = paper_lr * float(b["lr_factor"])
+            if abs(float(c[k]["lr"]) - want) > 1e-9 * want:
+                out.append(f"run {name}: {k}.lr {c[k]['lr']} != paper {paper_lr:g} x {b['lr_factor']} = {want:g}")
+    return out

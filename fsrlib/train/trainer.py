@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 import math
 import os
 import random
@@ -72,6 +73,7 @@ from . import distributed as D
 from .ema import ModelEMA
 from .live import files_only_live, truncate_dvclive
 from .optim import build_optimizer
+from .precision import resolve_precision
 from .recipes import RECIPES, MapsForward
 from .schedules import lr_factor
 from .schema import RESUME_FREE, validate_config
@@ -123,8 +125,11 @@ def _tensor_leaves(o) -> list[torch.Tensor]:
     return []
 
 
-def _to_device(batch: Mapping, device) -> dict:
-    return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+def _to_device(batch: Mapping, device, channels_last: bool = False) -> dict:
+    def move(v):
+        v = v.to(device, non_blocking=True)
+        return v.contiguous(memory_format=torch.channels_last) if channels_last and v.dim() == 4 else v
+    return {k: (move(v) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -228,13 +233,17 @@ class Trainer:
         self.ema = ModelEMA(self.model, **c["ema"]).to(self.device) if c["ema"] else None
         self.opt_g = build_optimizer(c["optim"], self.model.parameters())
         self.opt_d = build_optimizer(c["d_optim"], self.d_model.parameters()) if self.d_model is not None else None
-        fp16 = c["amp"] == "fp16" and self.device.type == "cuda"
-        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
-        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
-        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(c["amp"]) if c["amp"] else None
         if c["amp"] == "fp16" and self.device.type != "cuda":
             warnings.warn("amp fp16 needs CUDA; using bf16 autocast on this device")
-            self.amp_dtype = torch.bfloat16
+        self.amp, self.channels_last = resolve_precision(c["amp"], c["channels_last"], self.device.type)
+        fp16 = self.amp == "fp16"
+        self.scaler_g = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler_d = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.amp) if self.amp else None
+        if self.channels_last:
+            for m in (self.model, self.d_model, self.ema.module if self.ema else None):
+                if m is not None:
+                    m.to(memory_format=torch.channels_last)
         self.step_fn = RECIPES[c["recipe"]]
 
         # --- up-front checks: data keys, model outputs, metrics -----------------------
@@ -526,7 +535,7 @@ class Trainer:
         n = 0
         grid_rows: list[list[torch.Tensor]] = []
         for batch in loader:
-            batch = _to_device(batch, self.device)
+            batch = _to_device(batch, self.device, self.channels_last)
             with self.autocast():
                 out = net.forward_maps(batch[self.input_key], self.get_prior(batch))
             pred = out[v["pred"]].float()
@@ -579,7 +588,7 @@ class Trainer:
         try:
             while it < self.iters:
                 t0 = time.perf_counter()
-                batch = self._augment(_to_device(next(batches), self.device), it)
+                batch = self._augment(_to_device(next(batches), self.device, self.channels_last), it)
                 lrs = self._set_lr(it)
                 logs = self.step_fn(self, batch)
                 if self.ema is not None:
@@ -617,6 +626,19 @@ class Trainer:
             live.make_summary()
         return summary
 
+    def _images_seen(self) -> dict:
+        """Training images of this stage (``own``), of the runs it starts from (``parent``: the
+        ``init_from`` / ``prior_from`` runs' own totals, from their run.json) and ``total``."""
+        own = int(self.elapsed["images"])
+        parent = 0
+        for ref in (self.cfg["init_from"], self.cfg["prior_from"]):
+            if not ref:
+                continue
+            f = resolve_model_file(ref, self.runs_root).parent / "run.json"
+            if f.is_file():
+                parent += int((json.loads(f.read_text()).get("images_seen") or {}).get("total") or 0)
+        return {"own": own, "parent": parent, "total": own + parent}
+
     def _finish(self, it: int, session_train_s: float, session_images: int) -> dict:
         c = self.cfg
         ema = self.ema is not None
@@ -633,8 +655,13 @@ class Trainer:
             "params_M": round(count_params(self.model) / 1e6, 4),
             "weights": "ema" if ema else "raw", "device": str(self.device),
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
-            "amp": c["amp"], "compile": c["compile"], "sessions": self.elapsed.get("sessions", 1),
+            "amp": self.amp or "fp32", "amp_config": c["amp"], "channels_last": self.channels_last,
+            "compile": c["compile"], "sessions": self.elapsed.get("sessions", 1),
             "resumed_at": self.resumes, "init_from": self.init_info, "prior_from": c["prior_from"],
+            "images_seen": self._images_seen(),
+            "checkpoint_selection": "last iteration (model.pt = the weights at the end of the schedule; no "
+                                    "checkpoint is picked on any split; validation = train.val_set, "
+                                    "monitored only; test sets are never read in training)",
             "final_val": self.last_val, "torch": torch.__version__,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }

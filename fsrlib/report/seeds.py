@@ -1,0 +1,97 @@
+"""Seeds: a run ``<key>-x<s>`` and its ``<key>-x<s>-seed<k>`` copies (another seed for the
+init, the data order and the augmentation; params.yaml ``runs:``) pooled into mean, standard
+deviation and standard error per test set and metric, and the tie rule of the tables: two
+means closer than two standard errors of their difference are a tie.
+
+:func:`seed_stats` works on :func:`fsrlib.report.results.load_results`' long table;
+:func:`add_seed_columns` gives ``ours_summary`` its ``n_seeds``, ``psnr_std`` and ``ssim_std``
+(``psnr`` / ``ssim`` of a seeded run become the means over its seeds).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import pandas as pd
+
+from .vocabulary import METRIC_DECIMALS
+
+__all__ = ["SEED_TAG", "base_run", "seed_stats", "add_seed_columns", "is_tie", "compare"]
+
+SEED_TAG = re.compile(r"^seed(\d+)$")
+
+
+def base_run(run: str) -> str:
+    """``sparnet-x8-seed2`` -> ``sparnet-x8``; any other name is its own base."""
+    head, _, tag = run.rpartition("-")
+    return head if head and SEED_TAG.match(tag) else run
+
+
+def seed_stats(ours: pd.DataFrame, metrics=("psnr", "ssim")) -> pd.DataFrame:
+    """One row per (base run, test set, metric): ``mean, std`` (sample, ddof 1; 0 for one
+    seed), ``sem`` (std / sqrt(n)), ``n`` and ``runs`` (the pooled run names)."""
+    sub = ours[(ours["testset"] != "") & ours["metric"].isin(metrics) & ours["value"].notna()].copy()
+    cols = ["run", "testset", "metric", "mean", "std", "sem", "n", "runs"]
+    if sub.empty:
+        return pd.DataFrame(columns=cols)
+    sub["base"] = sub["run"].map(base_run)
+    recs = []
+    for (b, ts, m), g in sub.groupby(["base", "testset", "metric"]):
+        g = g.drop_duplicates("run")
+        v = g["value"].astype(float)
+        n = len(v)
+        sd = float(v.std(ddof=1)) if n > 1 else 0.0
+        recs.append({"run": b, "testset": ts, "metric": m, "mean": float(v.mean()), "std": sd,
+                     "sem": sd / math.sqrt(n), "n": n, "runs": ",".join(sorted(g["run"]))})
+    return pd.DataFrame(recs, columns=cols)
+
+
+def is_tie(a_mean: float, a_sem: float, b_mean: float, b_sem: float) -> bool:
+    """True when ``|a - b|`` is below two standard errors of the difference
+    (``2 sqrt(sem_a^2 + sem_b^2)``). Unseeded numbers (sem 0) never tie unless equal."""
+    return abs(a_mean - b_mean) < 2 * math.hypot(a_sem, b_sem)
+
+
+def compare(a_mean: float, a_sem: float, b_mean: float, b_sem: float, decimals: int = 2) -> str:
+    """``"tie (a vs b)"`` or ``"a > b"`` / ``"a < b"``, the numbers rounded to ``decimals``."""
+    fa, fb = f"{a_mean:.{decimals}f}", f"{b_mean:.{decimals}f}"
+    if is_tie(a_mean, a_sem, b_mean, b_sem):
+        return f"tie ({fa} vs {fb}, within 2 SE)"
+    return f"{fa} {'>' if a_mean > b_mean else '<'} {fb}"
+
+
+def add_seed_columns(summary: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
+    """``summary`` (run x testset, formatted strings) with ``n_seeds``, ``psnr_std`` and
+    ``ssim_std`` after ``psnr`` / ``ssim``; a base run's ``psnr`` / ``ssim`` are the means over
+    its seeds (a ``-seed<k>`` row keeps its own value and ``n_seeds`` 1)."""
+    if summary.empty:
+        return summary.assign(n_seeds=[], psnr_std=[], ssim_std=[])
+    st = seed_stats(ours).set_index(["run", "testset", "metric"])
+    out = summary.copy()
+    n_seeds, stds = [], {"psnr": [], "ssim": []}
+    for i, r in out.iterrows():
+        n = 1
+        for m in ("psnr", "ssim"):
+            key = (r["run"], r["testset"], m)
+            if key in st.index and base_run(r["run"]) == r["run"]:
+                s = st.loc[key]
+                n = max(n, int(s["n"]))
+                d = METRIC_DECIMALS.get(m, 4)
+                if m in out.columns and int(s["n"]) > 1:
+                    out.at[i, m] = f"{s['mean']:.{d}f}"
+                stds[m].append(f"{s['std']:.{d}f}" if int(s["n"]) > 1 else "")
+            else:
+                stds[m].append("")
+        n_seeds.append(n)
+    cols = list(out.columns)
+    out["n_seeds"] = n_seeds
+    out["psnr_std"], out["ssim_std"] = stds["psnr"], stds["ssim"]
+    order = []
+    for c in cols:
+        order.append(c)
+        if c == "testset":
+            order.append("n_seeds")
+        if c in ("psnr", "ssim"):
+            order.append(f"{c}_std")
+    order += [c for c in ("psnr_std", "ssim_std") if c not in order]
+    return out.loc[:, order]

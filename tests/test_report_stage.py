@@ -319,6 +319,7 @@ def test_inspect_face_parsing_and_coarse_maps(fake_data, tmp_path):
 
 
 # =============================================================================== the inspect notebook
+@pytest.mark.slow  # ~11 s run alone; under pytest on the shared machine its kernel stalled (see the i13 notes)
 def test_inspect_notebook_executes_headless(fake_data, tmp_path):
     """notebooks/inspect.ipynb with papermill: its parameters cell, then the widget panels drawn once."""
     import papermill as pm

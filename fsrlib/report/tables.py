@@ -471,8 +471,7 @@ def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None =
     summary = add_seed_columns(build_summary(ours), ours)
     all_ours = sorted(ours["run"].unique())
     cap = ("Summary of our runs: every evaluated run and test set; a run with `-seed<k>` copies shows the "
-           "seed mean (`n_seeds`, `psnr_std`, `ssim_std`); closer than 2 standard errors = a tie
-"
+           "seed mean (`n_seeds`, `psnr_std`, `ssim_std`); closer than 2 standard errors = a tie\n"
            f"{ours_line(ours, all_ours)} {RUNS_LINK}")
     md, csv = write_table(summary, "ours_summary", cap, out_dir,
                           [protocol_caption(ours, all_ours).replace("Ours: ", "Ours, full protocol: ", 1)])

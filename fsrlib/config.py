@@ -50,7 +50,7 @@ SECTIONS = {
                  "max_images", "batch_size", "save_images", "device"},
     "downstream": {"exclude", "testsets", "identity", "landmarks", "verification_pairs", "arcface_weights",
                    "max_images", "seed", "dlib_max_images", "mobilefacenet_weights", "mobilefacenet_flip",
-                   "pfld_weights"},
+                   "pfld_weights", "seed_copies"},
     "report": {"figure_faces", "figure_scales", "testset_for_figures"},
 }
 RUN_KEYS = {"method", "scale", "overrides", "from"}

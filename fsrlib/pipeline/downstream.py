@@ -161,9 +161,12 @@ def outputs_sr(run: str, results_root: str | Path = "results") -> bool:
 def downstream_runs(params: Mapping, results_root: str | Path = "results") -> list[str]:
     """The runs the downstream stage measures: every run of params whose model makes SR faces
     (:func:`outputs_sr`; a parsing network does not), except the run keys of
-    ``downstream.exclude``, plus the ``hr-x{s}`` rows at every scale measured."""
-    exclude = set((params.get("downstream") or {}).get("exclude") or [])
-    runs = [r for r in all_runs(params) if run_key(r) not in exclude and outputs_sr(r, results_root)]
+    ``downstream.exclude`` and, unless ``downstream.seed_copies`` is true, the ``<run>-seed<k>``
+    copies (seed 0 stands for its run), plus the ``hr-x{s}`` rows at every scale measured."""
+    ds = params.get("downstream") or {}
+    exclude = set(ds.get("exclude") or [])
+    runs = [r for r in all_runs(params) if run_key(r) not in exclude and outputs_sr(r, results_root)
+            and (ds.get("seed_copies", False) or not parse_run_name(r)[2].startswith("seed"))]
     scales = sorted({parse_run_name(r)[1] for r in runs})
     return [f"hr-x{s}" for s in scales] + runs
 

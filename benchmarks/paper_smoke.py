@@ -248,6 +248,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(ROOT / "reports" / "benchmarks"))
     ap.add_argument("--timeout-s", type=int, default=1800)
     ap.add_argument("--vgg-weights", action="store_true", help="use the real VGG19 weights (connected machine)")
+    ap.add_argument("--merge", default=None, help="comma-separated paper_smoke.csv files of reruns: their rows "
+                    "replace those of --out's table (no run)")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--spec", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -261,6 +263,18 @@ def main(argv=None) -> int:
     params = load_profile(a.profile, a.params)
     validate_params(params)
     validate_runs(params)
+    if a.merge:
+        import pandas as pd
+
+        order = list(all_runs(params))
+        rows = {r["run"]: r for r in pd.read_csv(Path(a.out) / "paper_smoke.csv").to_dict("records")}
+        for f in a.merge.split(","):
+            rows.update({r["run"]: r for r in pd.read_csv(f).to_dict("records")})
+        merged = [{k: (None if isinstance(v, float) and pd.isna(v) else v) for k, v in rows[r].items()}
+                  for r in order if r in rows]
+        n_ok, df = write_tables(merged, a, time.perf_counter(), len(order))
+        print(f"merged: {n_ok}/{len(df)} ok")
+        return 0
     meta = {m: {"iters": v.get("iters"), "batch": v.get("batch_size", 16)} for m, v in params["methods"].items()}
     sp = smoke_params(params, a.batch)
     work = Path(a.work)

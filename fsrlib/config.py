@@ -41,6 +41,7 @@ SECTIONS = {
     "prepare": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["prepare"]
     "degrade": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["degrade"]
     "parse": None,    # keys of fsrlib.settings.STAGE_DEFAULTS["parse"]
+    "train_parser": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["train_parser"]
     "train": {"device", "threads", "train_set", "val_set", "max_train_images", "max_val_images",
               "runs_root", "progress", "dataset_workers"},
     "methods": None,

@@ -58,7 +58,7 @@ RUN_KEYS = {"method", "scale", "overrides", "from"}
 #: on (``sparnet``, ``wnet_expA``), ``tag`` an optional variant of the same run (``sparnet-x8-seed2``;
 #: tables prefer the untagged run). ``hr-x8`` names the HR reference rows of the downstream stage.
 RUN_NAME = re.compile(r"^(?P<key>[A-Za-z0-9_]+)-x(?P<scale>4|8|16)(?:-(?P<tag>[A-Za-z0-9_]+))?$")
-TESTSETS = ("celeba_test", "helen_test", "helen50")
+TESTSETS = ("celeba_test", "helen_test", "helen50", "celebamask_test")
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:

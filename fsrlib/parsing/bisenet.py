@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..io import OfflineError, cache_dir, fetch, sha256sum, write_json
+from ..labels import LR_PAIRS
 
 __all__ = ["BiSeNet", "BiSeNetParser", "WEIGHTS", "load_bisenet_weights", "preprocess", "IMAGENET_MEAN",
            "IMAGENET_STD", "official_key_shapes"]
@@ -311,6 +312,11 @@ def preprocess(images_uint8) -> torch.Tensor:
     return torch.stack(out)
 
 
+_SUBJECT_TO_IMAGE_LR = np.arange(256, dtype=np.uint8)
+for _a, _b in LR_PAIRS:
+    _SUBJECT_TO_IMAGE_LR[_a], _SUBJECT_TO_IMAGE_LR[_b] = _b, _a
+
+
 def labels_512_to(labels512: np.ndarray, size: int = 128) -> np.ndarray:
     """Nearest (PIL NEAREST) from 512 to ``size``: picks pixel floor((i + 0.5) * 512 / size)."""
     idx = np.floor((np.arange(size) + 0.5) * labels512.shape[-1] / size).astype(int)
@@ -347,9 +353,12 @@ class BiSeNetParser:
             x = preprocess(arr[i:i + self.batch_size]).to(self.device)
             lab = self.model(x)[0].argmax(1).to(torch.uint8).cpu().numpy()
             out.append(labels_512_to(lab, size))
-        return np.concatenate(out).astype(np.uint8)
+        # by name: the checkpoint learnt CelebAMask-HQ's l_ = the subject's left (the image's right,
+        # measured on the masks: ../shared/datasets/README.md); fsrlib's l_ is image-left
+        return _SUBJECT_TO_IMAGE_LR[np.concatenate(out)]
 
     def info(self) -> dict:
         return {"parser": self.name, "weights": self.weights,
                 "source": "zllrunning/face-parsing.PyTorch BiSeNet, CelebAMask-HQ 19 classes",
-                "preprocess": "PIL bilinear 128->512, ImageNet norm; argmax at 512; nearest 512->128"}
+                "preprocess": "PIL bilinear 128->512, ImageNet norm; argmax at 512; nearest 512->128",
+                "left_right": "checkpoint l_/r_ (subject's) swapped to fsrlib's image-left l_"}

@@ -3,7 +3,9 @@ on the CelebAMask-HQ train faces of the prepare stage (128 px, their warped huma
 fsrlib's classes), and the parser that uses the result.
 
 Training: cross-entropy on the main output plus the two auxiliary heads (as the official
-training, without its OHEM), Adam, augmentation: horizontal flip with the l/r classes swapped
+training, without its OHEM), Adam with a cosine decay to 0 over ``iters`` or ``max_minutes``
+(whichever ends first, so a time-capped demo run still ends at a low rate), augmentation:
+horizontal flip with the l/r classes swapped
 (:func:`fsrlib.labels.flip_labels`), a random zoom (``scale``: crop a random window of
 1/s of the side and resize it back: bilinear for the image, nearest for the labels) and
 colour jitter (brightness, contrast, saturation). From scratch, or from an ImageNet ResNet-18
@@ -124,16 +126,19 @@ def train_parser(faces_root, out_path, cfg: dict | None = None, progress: bool =
     backbone = _load_backbone(model, cfg["backbone"]) if cfg["backbone"] else "none (from scratch)"
     opt = torch.optim.Adam(model.parameters(), lr=float(cfg["lr"]))
     iters, bs = int(cfg["iters"]), int(cfg["batch_size"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, iters)
+    budget = 60 * float(cfg["max_minutes"])
     t0, losses, it = time.time(), [], 0
     for it in range(1, iters + 1):
+        # cosine to 0 over the run: whichever of iterations and wall time runs out first
+        done = max((it - 1) / iters, (time.time() - t0) / budget)
+        for g in opt.param_groups:
+            g["lr"] = float(cfg["lr"]) * 0.5 * (1 + np.cos(np.pi * min(done, 1.0)))
         idx = rng.integers(0, len(imgs), bs)
         x, y = augment_batch(imgs[idx], labs[idx], rng, cfg)
         losses.append(train_step(model, opt, x, y))
-        sched.step()
         if progress and it % 50 == 0:
             print(f"iter {it}: loss {np.mean(losses[-50:]):.3f} ({time.time() - t0:.0f} s)", flush=True)
-        if time.time() - t0 > 60 * float(cfg["max_minutes"]):
+        if time.time() - t0 > budget:
             break
     meta = {"iters_done": it, "iters": iters, "seconds": round(time.time() - t0, 1), "n_train": len(imgs),
             "final_loss": float(np.mean(losses[-20:])), "backbone": backbone,

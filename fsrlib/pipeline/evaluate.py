@@ -28,7 +28,9 @@ from ..io import save_image, to_uint8, write_csv, write_json
 from ..metrics.scoring import describe_metrics, evaluate_images
 
 #: test set name -> (dataset, split) of :class:`fsrlib.data.datasets.FaceSRDataset`
-TESTSET_SPLITS = {"celeba_test": ("celeba", "test"), "helen_test": ("helen", "test"), "helen50": ("helen", "helen50")}
+TESTSET_SPLITS = {"celeba_test": ("celeba", "test"), "helen_test": ("helen", "test"), "helen50": ("helen", "helen50"),
+                  # the CelebAMask-HQ test faces: a stand-in (†) for the thesis' CelebAMask-HQ test split (Table 4.1)
+                  "celebamask_test": ("celebamask", "test")}
 assert set(TESTSET_SPLITS) == set(TESTSETS)
 
 

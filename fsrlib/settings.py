@@ -51,7 +51,7 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "train_parser": {                 # fsrlib's BiSeNet on the CelebAMask-HQ train faces (fsrlib.parsing.training)
         "width": 0.25,                # channel multiplier (1 = the official network; needed for a backbone)
         "batch_size": 8,
-        "lr": 2.0e-3,                 # Adam, cosine to 0 over iters
+        "lr": 3.0e-3,                 # Adam, cosine to 0 over iters or max_minutes
         "iters": 400,
         "max_minutes": 3.5,           # stop early at this wall time (the demo budget)
         "hflip": True,                # with the l/r classes swapped

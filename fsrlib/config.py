@@ -41,6 +41,7 @@ SECTIONS = {
     "prepare": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["prepare"]
     "degrade": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["degrade"]
     "parse": None,    # keys of fsrlib.settings.STAGE_DEFAULTS["parse"]
+    "train_parser": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["train_parser"]
     "train": {"device", "threads", "train_set", "val_set", "max_train_images", "max_val_images",
               "runs_root", "progress", "dataset_workers", "budget", "cache"},
     "methods": None,
@@ -58,7 +59,7 @@ RUN_KEYS = {"method", "scale", "overrides", "from"}
 #: on (``sparnet``, ``wnet_expA``), ``tag`` an optional variant of the same run (``sparnet-x8-seed2``;
 #: tables prefer the untagged run). ``hr-x8`` names the HR reference rows of the downstream stage.
 RUN_NAME = re.compile(r"^(?P<key>[A-Za-z0-9_]+)-x(?P<scale>4|8|16)(?:-(?P<tag>[A-Za-z0-9_]+))?$")
-TESTSETS = ("celeba_test", "helen_test", "helen50")
+TESTSETS = ("celeba_test", "helen_test", "helen50", "celebamask_test")
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict:

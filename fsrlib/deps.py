@@ -52,6 +52,7 @@ STAGES: dict[str, Stage] = {
     "download": Stage("notebooks/01_download.ipynb", ("data",)),
     "prepare": Stage("notebooks/02_prepare.ipynb", ("prepare",)),
     "degrade": Stage("notebooks/03_degrade.ipynb", ("degrade",)),
+    "train_parser": Stage("notebooks/04a_train_parser.ipynb", ("train_parser", "parse")),
     "parse": Stage("notebooks/04_parse.ipynb", ("parse",)),
     "train": Stage("notebooks/05_train.ipynb", ("train", "methods.${item.method}", "runs.${key}")),
     "train_chained": Stage("notebooks/05_train.ipynb", ("train", "methods.${item.method}", "chained.${key}")),

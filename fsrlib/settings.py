@@ -45,7 +45,21 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
         "scales": [4, 8],
         "batch_size": 16,
         "parser_kw": {},
-        "bisenet_weights": None,      # local checkpoint path (else download)
+        "bisenet_weights": None,      # official 79999_iter.pth path; None = the train_parser stage's weights
+        "trained_weights": "data/parser/bisenet.pt",  # what the train_parser stage writes
+    },
+    "train_parser": {                 # fsrlib's BiSeNet on the CelebAMask-HQ train faces (fsrlib.parsing.training)
+        "width": 0.25,                # channel multiplier (1 = the official network; needed for a backbone)
+        "batch_size": 8,
+        "lr": 3.0e-3,                 # Adam, cosine to 0 over iters or max_minutes
+        "iters": 400,
+        "max_minutes": 3.5,           # stop early at this wall time (the demo budget)
+        "hflip": True,                # with the l/r classes swapped
+        "scale": [1.0, 1.25],         # random zoom range
+        "color": 0.2,                 # brightness / contrast / saturation jitter
+        "backbone": None,             # a local torchvision resnet18 state dict (ImageNet); None = from scratch
+        "seed": 0,
+        "threads": 2,
     },
 }
 

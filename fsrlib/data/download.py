@@ -9,6 +9,8 @@ Layout of ``data/raw`` (the same whatever the source)::
     helen/{train,test}/*.jpg   Helen photos (iBUG 300-W distribution)
     helen/{train,test}/*.pts   68-point ground truth (300-W)
     helen/{train,test}/index.csv   file, orig_width, orig_height, face_extent_px
+    celebamask_hq_mini/{train,test}/images/<id>.jpg, masks/<id>.png   CelebAMask-HQ faces (512 px)
+                               and their 19-class labels (CelebAMask-HQ ids; fsrlib.data.celebamask)
     ffhq/images/*.png, ffhq/index.csv   (only when asked for)
     MANIFEST.csv               file, bytes, sha256 of every file above
     SOURCES.json               where each part came from and which checksums were checked
@@ -108,7 +110,9 @@ SOURCES: dict[str, dict] = {
 
 MIRROR_PARTS = {"celeba": ("celeba/images", "celeba/identity.csv"),
                 "celeba_test": ("celeba_test/images", "celeba_test/identity.csv"),
-                "helen": ("helen/train", "helen/test")}
+                "helen": ("helen/train", "helen/test"),
+                # CelebAMask-HQ subset: {train,test}/images/<id>.jpg + masks/<id>.png (19 classes)
+                "celebamask": ("celebamask_hq_mini/train", "celebamask_hq_mini/test")}
 
 
 # ====================================================================== helpers
@@ -223,6 +227,10 @@ def fetch_raw(dest="data/raw", source: str = "mirror", mirror=None, datasets=("c
                 sources["parts"][ds] = _public_helen(dest, progress)
             elif ds == "ffhq":
                 sources["parts"][ds] = _public_ffhq(dest, progress, ffhq_limit)
+            elif ds == "celebamask":
+                raise OfflineError("CelebAMask-HQ (images + 19-class masks) has no direct public download URL "
+                                   "(Google Drive, by request); use source='mirror' with a folder holding "
+                                   "celebamask_hq_mini/{train,test}/{images,masks}.\n" + MIRROR_HINT)
             else:
                 raise ValueError(f"unknown data set {ds!r}")
     else:
@@ -421,6 +429,14 @@ def build_raw_index(root="data/raw"):
                 "file": files, "dataset": "helen", "orig_split": split,
                 "identity": pd.array([pd.NA] * len(d), dtype="Int64"), "face_extent_px": d["face_extent_px"].values,
                 "has_pts": [(root / Path(f).with_suffix(".pts")).exists() for f in files]}))
+    for split in ("train", "test"):
+        cm = root / "celebamask_hq_mini" / split / "images"
+        if cm.is_dir():
+            files = [f"celebamask_hq_mini/{split}/images/{p.name}" for p in sorted(cm.glob("*.jpg"))]
+            parts.append(pd.DataFrame({
+                "file": files, "dataset": "celebamask", "orig_split": split,
+                "identity": pd.array([pd.NA] * len(files), dtype="Int64"),
+                "face_extent_px": np.full(len(files), np.nan), "has_pts": False}))
     ff = root / "ffhq" / "index.csv"
     if ff.exists():
         d = pd.read_csv(ff)

@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..io import OfflineError, cache_dir, fetch, sha256sum, write_json
+from ..labels import LR_PAIRS
 
 __all__ = ["BiSeNet", "BiSeNetParser", "WEIGHTS", "load_bisenet_weights", "preprocess", "IMAGENET_MEAN",
            "IMAGENET_STD", "official_key_shapes"]
@@ -101,16 +102,22 @@ def _layer(cin, cout, stride):
     return nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1))
 
 
+def _ch(n: int, width: float) -> int:
+    """Channel count ``n`` of the official network scaled by ``width`` (1 = the official one)."""
+    return n if width == 1 else max(4, int(round(n * width)))
+
+
 class Resnet18(nn.Module):
-    def __init__(self):
+    def __init__(self, width: float = 1.0):
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        c = [_ch(n, width) for n in (64, 128, 256, 512)]
+        self.conv1 = nn.Conv2d(3, c[0], 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(c[0])
         self.maxpool = nn.MaxPool2d(3, 2, 1)
-        self.layer1 = _layer(64, 64, 1)
-        self.layer2 = _layer(64, 128, 2)
-        self.layer3 = _layer(128, 256, 2)
-        self.layer4 = _layer(256, 512, 2)
+        self.layer1 = _layer(c[0], c[0], 1)
+        self.layer2 = _layer(c[0], c[1], 2)
+        self.layer3 = _layer(c[1], c[2], 2)
+        self.layer4 = _layer(c[2], c[3], 2)
 
     def forward(self, x):
         x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
@@ -133,14 +140,15 @@ class AttentionRefinementModule(nn.Module):
 
 
 class ContextPath(nn.Module):
-    def __init__(self):
+    def __init__(self, width: float = 1.0):
         super().__init__()
-        self.resnet = Resnet18()
-        self.arm16 = AttentionRefinementModule(256, 128)
-        self.arm32 = AttentionRefinementModule(512, 128)
-        self.conv_head32 = ConvBNReLU(128, 128, 3, 1, 1)
-        self.conv_head16 = ConvBNReLU(128, 128, 3, 1, 1)
-        self.conv_avg = ConvBNReLU(512, 128, 1, 1, 0)
+        c128, c256, c512 = (_ch(n, width) for n in (128, 256, 512))
+        self.resnet = Resnet18(width)
+        self.arm16 = AttentionRefinementModule(c256, c128)
+        self.arm32 = AttentionRefinementModule(c512, c128)
+        self.conv_head32 = ConvBNReLU(c128, c128, 3, 1, 1)
+        self.conv_head16 = ConvBNReLU(c128, c128, 3, 1, 1)
+        self.conv_avg = ConvBNReLU(c512, c128, 1, 1, 0)
 
     def forward(self, x):
         f8, f16, f32 = self.resnet(x)
@@ -175,15 +183,19 @@ class BiSeNetOutput(nn.Module):
 
 
 class BiSeNet(nn.Module):
-    """``forward(x) -> (out, out16, out32)`` logits at the input size (the official order)."""
+    """``forward(x) -> (out, out16, out32)`` logits at the input size (the official order).
+    ``width`` scales every channel count (1 = the official network, whose checkpoint loads;
+    e.g. 0.25 for training on a CPU)."""
 
-    def __init__(self, n_classes: int = 19):
+    def __init__(self, n_classes: int = 19, width: float = 1.0):
         super().__init__()
-        self.cp = ContextPath()
-        self.ffm = FeatureFusionModule(256, 256)
-        self.conv_out = BiSeNetOutput(256, 256, n_classes)
-        self.conv_out16 = BiSeNetOutput(128, 64, n_classes)
-        self.conv_out32 = BiSeNetOutput(128, 64, n_classes)
+        self.width = float(width)
+        c64, c128, c256 = (_ch(n, width) for n in (64, 128, 256))
+        self.cp = ContextPath(width)
+        self.ffm = FeatureFusionModule(2 * c128, c256)   # cat(f8, cp8)
+        self.conv_out = BiSeNetOutput(c256, c256, n_classes)
+        self.conv_out16 = BiSeNetOutput(c128, c64, n_classes)
+        self.conv_out32 = BiSeNetOutput(c128, c64, n_classes)
 
     def forward(self, x):
         h, w = x.shape[2:]
@@ -300,6 +312,11 @@ def preprocess(images_uint8) -> torch.Tensor:
     return torch.stack(out)
 
 
+_SUBJECT_TO_IMAGE_LR = np.arange(256, dtype=np.uint8)
+for _a, _b in LR_PAIRS:
+    _SUBJECT_TO_IMAGE_LR[_a], _SUBJECT_TO_IMAGE_LR[_b] = _b, _a
+
+
 def labels_512_to(labels512: np.ndarray, size: int = 128) -> np.ndarray:
     """Nearest (PIL NEAREST) from 512 to ``size``: picks pixel floor((i + 0.5) * 512 / size)."""
     idx = np.floor((np.arange(size) + 0.5) * labels512.shape[-1] / size).astype(int)
@@ -336,9 +353,12 @@ class BiSeNetParser:
             x = preprocess(arr[i:i + self.batch_size]).to(self.device)
             lab = self.model(x)[0].argmax(1).to(torch.uint8).cpu().numpy()
             out.append(labels_512_to(lab, size))
-        return np.concatenate(out).astype(np.uint8)
+        # by name: the checkpoint learnt CelebAMask-HQ's l_ = the subject's left (the image's right,
+        # measured on the masks: ../shared/datasets/README.md); fsrlib's l_ is image-left
+        return _SUBJECT_TO_IMAGE_LR[np.concatenate(out)]
 
     def info(self) -> dict:
         return {"parser": self.name, "weights": self.weights,
                 "source": "zllrunning/face-parsing.PyTorch BiSeNet, CelebAMask-HQ 19 classes",
-                "preprocess": "PIL bilinear 128->512, ImageNet norm; argmax at 512; nearest 512->128"}
+                "preprocess": "PIL bilinear 128->512, ImageNet norm; argmax at 512; nearest 512->128",
+                "left_right": "checkpoint l_/r_ (subject's) swapped to fsrlib's image-left l_"}

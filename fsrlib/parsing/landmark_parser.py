@@ -88,6 +88,8 @@ class LandmarkParser:
 
     name = "landmark"
     needs_landmarks = True
+    #: the classes it can produce (the rest: hair, ears, neck, glasses, ... never)
+    classes = ("bg", "skin", "l_brow", "r_brow", "l_eye", "r_eye", "nose", "mouth", "u_lip", "l_lip")
 
     def __init__(self, forehead_raise: float = 0.6, brow_thickness: float = 0.12, nose_width: float = 0.12):
         self.kw = {"forehead_raise": float(forehead_raise), "brow_thickness": float(brow_thickness),

@@ -29,7 +29,9 @@ from ..metrics.scoring import describe_metrics, evaluate_images
 
 #: test set name -> (dataset, split) of :class:`fsrlib.data.datasets.FaceSRDataset`
 TESTSET_SPLITS = {"celeba_test": ("celeba_test", "test"),  # CelebA's official test partition
-                  "helen_test": ("helen", "test"), "helen50": ("helen", "helen50")}
+                  "helen_test": ("helen", "test"), "helen50": ("helen", "helen50"),
+                  # the CelebAMask-HQ test faces: a stand-in (†) for the thesis' CelebAMask-HQ test split (Table 4.1)
+                  "celebamask_test": ("celebamask", "test")}
 assert set(TESTSET_SPLITS) == set(TESTSETS)
 
 

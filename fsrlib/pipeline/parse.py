@@ -2,6 +2,9 @@
 
 :func:`parse_all` runs the parser that ``parse.parser`` names (:func:`fsrlib.parsing.make_parser`)
 over every face of ``faces.csv`` and writes ``data/parsing/`` (layout in :mod:`fsrlib.parsing`).
+``parser: bisenet`` with ``bisenet_weights: null`` is the BiSeNet of the ``train_parser`` stage
+(``trained_weights``); with a path, the official ``79999_iter.pth``. ``parser.json`` records the
+parser, its weights and its mIoU measured on the CelebAMask-HQ test faces' human labels.
 """
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from ..data.faces import load_landmarks, read_faces
 from ..io import save_image, to_uint8, write_json, write_manifest
 from ..labels import CLASSES, skin_lr
 from ..parsing import make_parser
+from ..parsing.training import load_trained
 from ..settings import stage_settings
+from .parsing_quality import score_parser
 
 __all__ = ["parse_all"]
 
@@ -29,9 +34,13 @@ def parse_all(faces_root="data/faces", out_root="data/parsing", params: dict | N
     df = read_faces(faces_root) if faces is None else faces
     if parser is None:
         kw = dict(cfg.get("parser_kw") or {})
-        if cfg["parser"] == "bisenet":
-            kw.setdefault("weights", cfg.get("bisenet_weights"))
-        parser = make_parser(cfg["parser"], **kw)
+        if cfg["parser"] == "bisenet" and not cfg.get("bisenet_weights"):
+            # the train_parser stage's BiSeNet (missing: a clear error, never another parser)
+            parser = load_trained(cfg["trained_weights"], **kw)
+        else:
+            if cfg["parser"] == "bisenet":
+                kw.setdefault("weights", cfg.get("bisenet_weights"))  # the official 79999_iter.pth
+            parser = make_parser(cfg["parser"], **kw)
     lms = load_landmarks(faces_root) if getattr(parser, "needs_landmarks", False) else None
     scales = [int(s) for s in cfg["scales"]]
     bs = int(cfg["batch_size"])
@@ -56,6 +65,12 @@ def parse_all(faces_root="data/faces", out_root="data/parsing", params: dict | N
     info.update({"n_faces": len(rows), "scales": scales,
                  "class_pixel_share": {c: round(float(n) / max(counts.sum(), 1), 5) for c, n in zip(CLASSES, counts)},
                  "layout": "labels/{dataset}/{name}.png (0..18), skin/..., skin_lr/x{s}/..."})
+    if ((df.dataset == "celebamask") & (df.split == "test")).any():  # measured against human labels
+        q = score_parser(parser, faces_root, "test")
+        info["measured"] = {"on": f"celebamask test ({q['n_faces']} faces, human labels)",
+                            "miou": round(q["scores"]["miou"], 4),
+                            "miou_producible": round(q["scores"]["miou_producible"], 4),
+                            "skin_map_iou": round(q["derived"]["skin_map"]["iou"], 4)}
     write_json(out_root / "parser.json", info)
     write_manifest(out_root)
     return info

@@ -3,8 +3,10 @@
 :func:`prepare` runs :class:`fsrlib.data.align.FaceAligner` over the raw index (in a pool of
 workers), splits CelebA by identity (:func:`fsrlib.data.align.split_identities`), marks
 ``helen50`` and writes ``data/faces/``: the faces, ``faces.csv``, ``landmarks.npz``,
-``rejects.csv`` and ``MANIFEST.md5``. The rules (template, rejects, splits) are documented in
-:mod:`fsrlib.data.align`; its ``DEFAULTS`` are this stage's settings.
+``rejects.csv`` and ``MANIFEST.md5``; for CelebAMask-HQ faces also their human label maps,
+warped with the face's own similarity (nearest neighbour) into fsrlib's classes:
+``labels/celebamask/{name}.png`` (:mod:`fsrlib.data.celebamask`). The rules (template, rejects,
+splits) are documented in :mod:`fsrlib.data.align`; its ``DEFAULTS`` are this stage's settings.
 """
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from ..data.align import FaceAligner, apply_transform, read_pts, split_identities
+from ..data.celebamask import mask_file, to_fsrlib, warp_labels
 from ..io import BadImage, atomic_path, is_effectively_gray, read_image, save_image, write_csv, write_manifest
 from ..settings import stage_settings
 from .pool import run_jobs
@@ -69,6 +73,14 @@ def _process(job) -> dict:
     black = float((img.max(axis=2) == 0).mean())
     if black > cfg["max_black_frac"]:
         return _reject(job, "out_of_frame", f"{black:.0%} of the crop is outside the photo (black)")
+    if job.get("mask"):  # human labels (CelebAMask-HQ): the same similarity, nearest neighbour
+        try:
+            mask = np.asarray(Image.open(job["mask"]))
+        except OSError as e:
+            return _reject(job, "unreadable", f"label map: {e.__class__.__name__}")
+        if mask.shape[:2] != rgb.shape[:2] or "exif_rotated" in notes:
+            return _reject(job, "unreadable", f"label map {mask.shape[:2]} != image {rgb.shape[:2]}")
+        save_image(job["labels_out"], warp_labels(to_fsrlib(mask), r["M"], img.shape[0]))
     save_image(job["out"], img)
     gt128 = apply_transform(r["M"], gt) if gt is not None else np.full((68, 2), np.nan)
     return {
@@ -89,8 +101,12 @@ def _jobs(raw_index, raw_root: Path, out_root: Path) -> list[dict]:
         pts = None
         if bool(getattr(r, "has_pts", False)):
             pts = str(raw_root / Path(r.file).with_suffix(".pts"))
-        jobs.append({"file": r.file, "dataset": r.dataset, "name": name, "path": str(raw_root / r.file),
-                     "face_extent_px": ext, "pts": pts, "out": str(out_root / r.dataset / f"{name}.png")})
+        job = {"file": r.file, "dataset": r.dataset, "name": name, "path": str(raw_root / r.file),
+               "face_extent_px": ext, "pts": pts, "out": str(out_root / r.dataset / f"{name}.png")}
+        if r.dataset == "celebamask":  # human label maps -> {out_root}/labels/celebamask/{name}.png
+            job["mask"] = str(raw_root / mask_file(r.file))
+            job["labels_out"] = str(out_root / "labels" / r.dataset / f"{name}.png")
+        jobs.append(job)
     return jobs
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -37,6 +38,7 @@ import pandas as pd
 
 from ..config import all_runs, load_and_validate
 from ..inference import torch_threads
+from ..io import atomic_path, write_text
 from ..report import figures as F
 from ..report.cards import load_paper_profile, write_report_cards
 from ..report.readme import ReportLog, table_entries, write_readme
@@ -222,6 +224,18 @@ def _downstream(log: ReportLog, downstream_root: Path, runs: Sequence[str], fig_
 
 
 # =============================================================================== the stage
+def _copy_parsing_quality(parser_dir: Path, tables_dir: Path, fig_dir: Path, log) -> None:
+    """The train_parser stage's ``parsing_quality.md/.csv`` and parser figures, as they are."""
+    if not (parser_dir / "parsing_quality.md").is_file():
+        log.note(f"{parser_dir}/parsing_quality.md is missing (the train_parser stage writes it)")
+        return
+    for ext in ("md", "csv"):
+        write_text(tables_dir / f"parsing_quality.{ext}", (parser_dir / f"parsing_quality.{ext}").read_text())
+    for f in sorted((parser_dir / "figures").glob("parsing_*.png")):
+        with atomic_path(fig_dir / f.name) as tmp:
+            shutil.copyfile(f, tmp)
+
+
 def build_report(params_path: str | Path = "params.yaml", results_root: str | Path = "results",
                  runs_root: str | Path = "runs", data_root: str | Path = "data", out: str | Path = "reports",
                  downstream_root: str | Path | None = "downstream", attention_faces: int = 2) -> dict:
@@ -250,6 +264,7 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
     written = build_all(results_root, runs_root, tables_dir, downstream_dir=ds_root, params=params,
                         complexity=complexity)
     tables = table_entries(tables_dir, written)
+    _copy_parsing_quality(data_root / "parser", tables_dir, fig_dir, log)
     ours = load_results(results_root, runs_root, ds_root)
     # the model cards with their metrics (runs/<run>/README.md, the train stage's, links here)
     write_report_cards(out / "cards", ours, params, runs_root, complexity, load_paper_profile())

@@ -50,7 +50,8 @@ TESTSETS: dict[str, tuple[str | None, str]] = {
     "helen_dic": ("helen50", "paper: DICNet's Helen test crops; ours: helen50"),
     "umd": ("celeba_test", "paper: UMD-Face (1,000 identities); ours: identity similarity on celeba_test"),
     "celeba_fsrnet": ("celeba_test", "paper: FSRNet's 18K CelebA split; ours: celeba_test"),
-    "celebamaskhq": ("celeba_test", "paper: CelebAMask-HQ test (1,000); ours: celeba_test"),
+    "celebamaskhq": ("celebamask_test", "paper: CelebAMask-HQ test (1,000; trained on its 28,000); ours: the "
+                     "CelebAMask-HQ mini test faces (dlib-aligned), models trained on CelebA"),
     "scface": (None, "SCface surveillance faces are not part of this project"),
     "celebahq": (None, "CelebAHQ-Test at 512 px is not part of this project"),
     "celeba_testn": (None, "CelebA-TestN (real LR faces) is not part of this project"),

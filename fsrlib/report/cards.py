@@ -26,9 +26,10 @@ import pandas as pd
 import torch
 
 from .. import models as _models  # noqa: F401  (registers the model zoo: a card names the model file)
-from ..config import all_runs, load_and_validate, parse_run_name, run_config
+from ..config import all_runs, load_and_validate, parse_run_name, run_config, validate_params
 from ..io import write_text
 from ..models.common import count_macs, count_params
+from ..profiles import load_profile
 from ..registry import MODELS
 from .captions import ours_line, portable
 from .vocabulary import METRIC_DECIMALS, METRIC_LABEL
@@ -270,9 +271,15 @@ def write_report_cards(out_dir: str | Path, ours: pd.DataFrame, params: Mapping 
 
 
 def load_paper_profile(path: str | Path = PAPER_PROFILE) -> dict | None:
-    """The paper profile's params (the cards' reference for deviations); ``None`` when absent."""
+    """The paper profile's effective params (``params.yaml`` beside ``params/`` + the overlay; the
+    cards' reference for deviations), validated; ``None`` when absent."""
     path = Path(path)
-    return load_and_validate(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    path = path.resolve()
+    params = load_profile(path, base=path.parent.parent / "params.yaml")
+    validate_params(params)
+    return params
 
 
 def main(argv=None) -> None:

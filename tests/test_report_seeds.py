@@ -37,3 +37,28 @@ def test_two_standard_error_tie():
     assert is_tie(23.2, 0.1, 23.0, 0.05)          # 0.2 < 2 * 0.112
     assert not is_tie(23.5, 0.05, 23.0, 0.05)     # 0.5 > 2 * 0.071
     assert compare(23.2, 0.1, 23.0, 0.05).startswith("tie") and compare(23.5, 0.05, 23.0, 0.05) == "23.50 > 23.00"
+
+
+def _ours_more():
+    extra = [("bicubic-x8", 23.1, 0.61), ("sparnet_baseline-x8", 23.9, 0.66), ("sparnet_baseline-x8-seed1", 23.8, 0.65),
+             ("sparnet_baseline-x8-seed2", 24.0, 0.67), ("srgan-x8", 22.0, 0.55), ("srresnet-x8", 23.6, 0.63)]
+    rows = [{"run": r, "testset": "helen50", "metric": m, "value": v, "missing_reason": ""}
+            for r, p, s in extra for m, v in (("psnr", p), ("ssim", s))]
+    return pd.concat([_ours(), pd.DataFrame(rows)], ignore_index=True)
+
+
+def test_margin_over_bicubic_marks_ties():
+    from fsrlib.report.seeds import add_margin_column
+    ours = _ours_more()
+    summ = add_margin_column(add_seed_columns(build_summary(ours), ours), ours).set_index("run")
+    assert summ.at["sparnet-x8", "psnr_vs_bicubic"] == "+0.10 (tie)"      # 0.1 < 2 * 0.2 / sqrt(3)
+    assert summ.at["sparnet_baseline-x8", "psnr_vs_bicubic"] == "+0.80"   # 0.8 > 2 * 0.1 / sqrt(3)
+    assert summ.at["edsr-x8", "psnr_vs_bicubic"] == "-0.60" and summ.at["bicubic-x8", "psnr_vs_bicubic"] == ""
+
+
+def test_ablation_contradiction_and_gan_notes():
+    from fsrlib.report.seeds import ablation_notes, below_reference_notes
+    (line,) = ablation_notes(_ours_more())
+    assert "CONTRADICTS" in line and "23.20" in line and "23.90" in line
+    (gan,) = below_reference_notes(_ours_more(), {"srgan-x8": "srresnet-x8", "sparnet-x8": "edsr-x8"})
+    assert gan.startswith("srgan-x8 ends below bicubic-x8") and "-1.60 dB" in gan and "-0.0800" in gan

@@ -95,3 +95,80 @@ def add_seed_columns(summary: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
             order.append(f"{c}_std")
     order += [c for c in ("psnr_std", "ssim_std") if c not in order]
     return out.loc[:, order]
+
+
+def _stats_index(ours: pd.DataFrame) -> pd.DataFrame:
+    return seed_stats(ours).set_index(["run", "testset", "metric"])
+
+
+def add_margin_column(summary: pd.DataFrame, ours: pd.DataFrame, reference: str = "bicubic") -> pd.DataFrame:
+    """``summary`` with ``psnr_vs_bicubic``: the (seed-mean) PSNR minus ``bicubic-x<s>``'s on the
+    same test set, ``"+0.31"``, or ``"+0.03 (tie)"`` when inside two standard errors
+    (:func:`is_tie`; bicubic has none). Blank for the reference itself and where either is missing."""
+    st = _stats_index(ours)
+    cells = []
+    for _, r in summary.iterrows():
+        run, ts = r["run"], r["testset"]
+        scale = base_run(run).rpartition("-x")[2]
+        ref = f"{reference}-x{scale}"
+        a, b = (run, ts, "psnr"), (ref, ts, "psnr")
+        if run.startswith(reference + "-") or a not in st.index or b not in st.index or base_run(run) != run:
+            cells.append("")
+            continue
+        sa, sb = st.loc[a], st.loc[b]
+        d = float(sa["mean"]) - float(sb["mean"])
+        tie = is_tie(float(sa["mean"]), float(sa["sem"]), float(sb["mean"]), float(sb["sem"]))
+        cells.append(f"{d:+.2f}" + (" (tie)" if tie else ""))
+    out = summary.copy()
+    out[f"psnr_vs_{reference}"] = cells
+    return out
+
+
+#: The ablations of the seed papers that the demo runs, as (run, its ablation, what the paper reports).
+ABLATIONS = [("sparnet-x8", "sparnet_baseline-x8", "SPARNet Table I: SPARNet (with FAU attention) above its Baseline")]
+
+
+def ablation_notes(ours: pd.DataFrame, ablations=ABLATIONS, metric: str = "psnr") -> list[str]:
+    """One line per (ablation, test set): the two seed means and whether ours agrees with the
+    paper's ordering, ties within two standard errors, or contradicts it outside the noise."""
+    st = _stats_index(ours)
+    lines = []
+    for full, abl, claim in ablations:
+        for ts in sorted({t for (r, t, m) in st.index if r == full and m == metric}):
+            if (abl, ts, metric) not in st.index:
+                continue
+            a, b = st.loc[(full, ts, metric)], st.loc[(abl, ts, metric)]
+            verdict = compare(float(a["mean"]), float(a["sem"]), float(b["mean"]), float(b["sem"]))
+            if verdict.startswith("tie"):
+                word = "a tie at this budget"
+            elif float(a["mean"]) > float(b["mean"]):
+                word = "agrees"
+            else:
+                word = "CONTRADICTS the paper outside the noise"
+            lines.append(f"{claim}; ours on {ts} ({metric}, mean of {int(a['n'])}/{int(b['n'])} seeds): "
+                         f"{full} {float(a['mean']):.2f} ± {float(a['std']):.2f} vs {abl} "
+                         f"{float(b['mean']):.2f} ± {float(b['std']):.2f}: {word}.")
+    return lines
+
+
+def below_reference_notes(ours: pd.DataFrame, parents: dict, reference: str = "bicubic",
+                          testset: str = "helen50") -> list[str]:
+    """For every run started from another (GAN fine-tunes, FishFSRNet) whose PSNR on ``testset``
+    ends below ``bicubic-x<s>``: its PSNR / SSIM change against the parent it started from, the
+    measured reason a table row gives (a GAN trades PSNR for its adversarial term)."""
+    st = _stats_index(ours)
+    lines = []
+    for run, parent in sorted(parents.items()):
+        ref = f"{reference}-x{run.rpartition('-x')[2].split('-')[0]}"
+        keys = [(x, testset, m) for x in (run, parent, ref) for m in ("psnr", "ssim")]
+        if base_run(run) != run or not all(k in st.index for k in keys):
+            continue
+        p = {k: float(st.loc[k]["mean"]) for k in keys}
+        if p[(run, testset, "psnr")] >= p[(ref, testset, "psnr")]:
+            continue
+        lines.append(f"{run} ends below {ref} on {testset} ({p[(run, testset, 'psnr')]:.2f} vs "
+                     f"{p[(ref, testset, 'psnr')]:.2f} dB): against {parent}, the run it starts from, "
+                     f"PSNR {p[(run, testset, 'psnr')] - p[(parent, testset, 'psnr')]:+.2f} dB and SSIM "
+                     f"{p[(run, testset, 'ssim')] - p[(parent, testset, 'ssim')]:+.4f} in its own "
+                     "1,600-image stage.")
+    return lines

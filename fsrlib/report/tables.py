@@ -22,7 +22,7 @@ from ..io import write_csv, write_text
 from .captions import RUNS_LINK, caption_lines, ours_line, portable
 from .results import PROTOCOL_COLS, load_paper_results, load_results
 from .runs_table import write_runs_table
-from .seeds import add_seed_columns
+from .seeds import ablation_notes, add_margin_column, add_seed_columns, below_reference_notes
 from .specs import TABLES, Row, TableSpec
 from .vocabulary import METRIC_DECIMALS, MISSING, OURS_METRIC, PAPERS, PROXY_MARK, RUN_LEVEL_METRICS, TESTSETS
 
@@ -468,13 +468,16 @@ def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None =
                      for i in df.index for c in value_cols) if n_cells else 0
         index.append(f"| [{spec.name}]({spec.name}.md) | {spec.paper} {spec.table} | {spec.kind} | "
                      f"{n_ours}/{n_cells} | {_md_escape(spec.title)} |")
-    summary = add_seed_columns(build_summary(ours), ours)
+    summary = add_margin_column(add_seed_columns(build_summary(ours), ours), ours)
     all_ours = sorted(ours["run"].unique())
     cap = ("Summary of our runs: every evaluated run and test set; a run with `-seed<k>` copies shows the "
            "seed mean (`n_seeds`, `psnr_std`, `ssim_std`); closer than 2 standard errors = a tie\n"
            f"{ours_line(ours, all_ours)} {RUNS_LINK}")
     md, csv = write_table(summary, "ours_summary", cap, out_dir,
-                          [protocol_caption(ours, all_ours).replace("Ours: ", "Ours, full protocol: ", 1)])
+                          [protocol_caption(ours, all_ours).replace("Ours: ", "Ours, full protocol: ", 1)]
+                          + ablation_notes(ours)
+                          + below_reference_notes(ours, {r: c["from"] for r, c in
+                                                         ((params or {}).get("chained") or {}).items()}))
     written += [md, csv]
     index.append(f"| [ours_summary](ours_summary.md) | — | ours | {len(summary)} rows | all our runs |")
     if runs_dir is not None:

@@ -198,6 +198,7 @@ def fake(tmp_path_factory):
     _result(root, "aminet-x8", "celeba_test", {"psnr": 26.7, "ssim": 0.78, "vif": 0.44, "lpips": 0.2},
             protocol={"params_M": 12.87, "macs_G": 9.4, "time_ms": 20.0}, n=100)
     _result(root, "pgnet-x8", "celeba_test", {"psnr": 24.0, "ssim": 0.7, "lpips": 0.21}, n=100)
+    _result(root, "pgnet-x8", "celebamask_test", {"psnr": 24.0, "ssim": 0.7, "lpips": 0.21}, n=98)   # thesis T4.1 (†)
     for s in (4, 8, 16):
         _result(root, f"parsingnet-x{s}", "celeba_test", {"parsing_acc": 0.9 - 0.01 * s}, n=100)
     _dump(root / "runs" / "sparnet-x8" / "run.json", {"run": "sparnet-x8", "budget": {"iters": 600, "batch": 8}})

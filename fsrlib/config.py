@@ -43,15 +43,16 @@ SECTIONS = {
     "parse": None,    # keys of fsrlib.settings.STAGE_DEFAULTS["parse"]
     "train_parser": None,  # keys of fsrlib.settings.STAGE_DEFAULTS["train_parser"]
     "train": {"device", "threads", "train_set", "val_set", "max_train_images", "max_val_images",
-              "runs_root", "progress", "dataset_workers", "budget", "cache"},
+              "runs_root", "progress", "dataset_workers", "budget", "cache", "select"},
     "methods": None,
     "runs": None,
     "chained": None,
     "evaluate": {"testsets", "metrics", "crop_border", "offline", "lpips_weights", "fid",
-                 "max_images", "batch_size", "save_images", "device"},
+                 "max_images", "batch_size", "save_images", "device", "pil_lr_testsets", "test_pick",
+                 "testsets_seed_copies", "testsets_by_run"},
     "downstream": {"exclude", "testsets", "identity", "landmarks", "verification_pairs", "arcface_weights",
                    "max_images", "seed", "dlib_max_images", "mobilefacenet_weights", "mobilefacenet_flip",
-                   "pfld_weights", "seed_copies"},
+                   "pfld_weights", "seed_copies", "pfld_testsets"},
     "report": {"figure_faces", "figure_scales", "testset_for_figures"},
 }
 RUN_KEYS = {"method", "scale", "overrides", "from"}
@@ -111,6 +112,14 @@ def run_config(params: Mapping, run_name: str) -> dict:
     cfg["method"] = run_key(run_name)
     cfg["scale"] = int(r["scale"])
     cfg["run"] = run_name
+    sel = (params.get("train") or {}).get("select")   # one checkpoint-selection rule for every run
+    if sel:
+        bad = set(sel) - {"rule", "val_every"}
+        if bad:
+            raise ConfigError(f"train.select: unknown key(s) {sorted(bad)}; allowed: rule, val_every")
+        cfg.setdefault("select", sel.get("rule", "last"))
+        if sel.get("val_every"):
+            cfg.setdefault("val_every", int(sel["val_every"]))
     if r.get("from"):
         cfg.setdefault("init_from", None)
         if cfg.get("recipe") == "two_stage":

@@ -93,7 +93,8 @@ def test_readme_toy_methods_end_to_end(toys, tiny_data, tmp_path, monkeypatch):
     params["train"].update(train_set="celeba:train", val_set="celeba:test", max_train_images=4, max_val_images=2,
                            runs_root=str(tmp_path / "runs"), threads=1, progress=False)
     params["evaluate"].update(testsets=["helen50"], metrics=["psnr", "ssim"], max_images=2, save_images=True,
-                              device="cpu")
+                              device="cpu", pil_lr_testsets=["helen50"], test_pick="helen50")
+    params["train"]["select"] = {"rule": "val", "val_every": 1}   # 2 snapshots per run: a pick to measure
     for run in entries["runs"]:  # a 2-step schedule for the test (the README's entry says 500)
         params["runs"][run]["overrides"] = {"iters": 2, "batch_size": 2}
     path = tmp_path / "params.yaml"
@@ -115,6 +116,13 @@ def test_readme_toy_methods_end_to_end(toys, tiny_data, tmp_path, monkeypatch):
         rec = json.loads((results / run / "helen50" / "metrics.json").read_text())
         assert rec["outputs_sr"] is True and rec["maps"] == list(MODELS.get(n).maps)
         assert res["helen50"]["metrics"]["psnr"] > 5 and len(list((results / run / "helen50" / "sr").rglob("*.png")))
+        # the SR of PIL-bicubic LR (protocol_sensitivity's family A) and the test-pick measurement:
+        # model.pt is the validation-selected snapshot, so its score is the pick's "at selected"
+        assert len(list((results / run / "helen50" / "sr_pil").rglob("*.png"))) == 2 and rec["pil_lr"]["psnr"] > 5
+        pick = rec["test_pick"]
+        assert pick["iters"] == [1, 2] and pick["selected_iter"] in (1, 2)
+        assert abs(pick["test_at_selected"] - res["helen50"]["metrics"]["psnr"]) < 1e-9
+        assert pick["bias_db"] == max(pick["test_psnr"]) - pick["test_at_selected"] >= 0
     assert seen["train"] and seen["train"] <= _declared("train"), seen["train"]
     assert seen["evaluate"] and seen["evaluate"] <= _declared("evaluate"), seen["evaluate"]
 

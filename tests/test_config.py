@@ -66,3 +66,15 @@ def test_downstream_exclude_names_run_keys():
     params["downstream"]["runs"] = ["sparnet"]  # the old inclusion list is gone
     with pytest.raises(ConfigError, match="unknown key"):
         validate_params(params)
+
+
+def test_evaluate_testsets_per_run():
+    """Seed copies on testsets_seed_copies only; testsets_by_run limits a test set to some run keys."""
+    from fsrlib.pipeline.evaluate import run_testsets
+
+    ev = {"testsets": ["helen50", "celeba_test", "celebamask_test"], "testsets_seed_copies": ["helen50"],
+          "testsets_by_run": {"celebamask_test": ["pgnet", "bicubic"]}}
+    assert run_testsets(ev, "pgnet-x8") == ["helen50", "celeba_test", "celebamask_test"]
+    assert run_testsets(ev, "sparnet-x8") == ["helen50", "celeba_test"]
+    assert run_testsets(ev, "pgnet-x8-seed1") == ["helen50"]
+    assert run_testsets({"testsets": ["helen50", "celeba_test"]}, "edsr-x8-seed2") == ["helen50", "celeba_test"]

@@ -250,3 +250,22 @@ def test_blind_degrade_is_seeded_and_in_range(face128):
     rel = [blind_degrade(face128, s, "released")["params"] for s in range(60)]
     assert any(p.get("gray") for p in rel) and any("blur" not in p for p in rel)
     assert not np.array_equal(blind_degrade(face128, 1, "paper")["lr_up"], blind_degrade(face128, 2, "paper")["lr_up"])
+
+
+def test_pil_degrade_is_pils_bicubic_and_not_matlabs():
+    """The family-A LR: PIL's antialiased bicubic, 128 -> 16 -> 128, uint8; close to MATLAB's
+    imresize LR but not equal (the protocol-sensitivity table measures what that moves)."""
+    from PIL import Image
+    from skimage.data import astronaut
+
+    from fsrlib.data.degrade import degrade, pil_degrade
+
+    hr = np.asarray(Image.fromarray(astronaut()).resize((128, 128), Image.BICUBIC))
+    lr, up = pil_degrade(hr, 8)
+    assert lr.shape == (16, 16, 3) and up.shape == (128, 128, 3) and lr.dtype == up.dtype == np.uint8
+    assert np.array_equal(lr, np.asarray(Image.fromarray(hr).resize((16, 16), Image.BICUBIC)))
+    m_lr, _ = degrade(hr, 8)
+    d = np.abs(lr.astype(int) - m_lr.astype(int))
+    assert 0 < d.mean() < 8
+    with pytest.raises(ValueError, match="divisible"):
+        pil_degrade(hr[:100], 8)

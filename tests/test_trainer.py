@@ -392,6 +392,36 @@ def test_init_from_and_artifacts(tmp_path):
     assert tr.fit()["images_seen"] == {"own": 4, "parent": 12, "total": 16}  # parent + own
 
 
+def test_select_val_keeps_the_best_validated_snapshot(tmp_path):
+    """select: val -> one snapshot (a model file) per validation, model.pt = the best val/psnr
+    one, run.json says which; select: last keeps the final weights (and one snapshot of them)."""
+    data, val = AstronautFaces(8), AstronautFaces(4, offset=1)
+    # lr so large that the weights get worse: the best validation is not the last one
+    cfg = base_cfg(method="sel", iters=6, val_every=2, select="val", optim={"type": "adam", "lr": 0.5}, amp=False)
+    s = make_trainer(tmp_path, cfg, data, val).fit()
+    run = tmp_path / "runs" / "sel-x8"
+    snaps = sorted((run / "snapshots").glob("iter_*.pt"))
+    assert [p.name for p in snaps] == ["iter_0000002.pt", "iter_0000004.pt", "iter_0000006.pt"]
+    hist = {int(k): v for k, v in s["val_history"].items()}
+    best = max(hist, key=lambda k: (hist[k], k))
+    assert s["selected_iter"] == best and f"iteration {best}" in s["checkpoint_selection"]
+    model, blob = load_run_model(run)
+    snap = torch.load(run / "snapshots" / f"iter_{best:07d}.pt", weights_only=False)
+    assert blob["iteration"] == best
+    for k, v in snap["state_dict"].items():
+        assert torch.equal(blob["state_dict"][k], v)
+    # the snapshot's weights give back the recorded validation PSNR
+    pred = RunPredictor.from_run(run / "snapshots" / f"iter_{best:07d}.pt")
+    batch = torch.utils.data.default_collate([val[i] for i in range(len(val))])
+    psnr = fake_metrics()["psnr"]   # the metric make_trainer validates with
+    assert abs(float(psnr(pred(batch).clamp(0, 1), batch["hr"]).mean()) - hist[best]) < 1e-3
+    last = make_trainer(tmp_path, base_cfg(method="lst", iters=3, val_every=2), data, val).fit()
+    assert last["selected_iter"] == 3 and "last iteration" in last["checkpoint_selection"]
+    assert [p.name for p in (tmp_path / "runs" / "lst-x8" / "snapshots").glob("*.pt")] == ["iter_0000003.pt"]
+    with pytest.raises(ConfigError, match="select"):
+        validate_config(base_cfg(select="test"))
+
+
 # ====================================================================== EMA
 def test_ema_tracks_params_and_bn_buffers():
     torch.manual_seed(0)

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from ..imresize import imresize
 from ..settings import STAGE_DEFAULTS
 
-__all__ = ["degrade", "blind_degrade", "BLIND_PRESETS", "DEFAULTS"]
+__all__ = ["degrade", "pil_degrade", "blind_degrade", "BLIND_PRESETS", "DEFAULTS"]
 
 DEFAULTS = STAGE_DEFAULTS["degrade"]  # the degrade stage's settings
 
@@ -36,6 +37,21 @@ def degrade(hr_uint8: np.ndarray, scale: int, boundary: str = "symmetric",
     lr = imresize(hr, output_shape=(h // scale, w // scale), **kw)
     lr_up = imresize(lr, output_shape=(h, w), **kw)
     return lr, lr_up
+
+
+def pil_degrade(hr_uint8: np.ndarray, scale: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(lr, lr_up)``, both uint8, by PIL's bicubic (``Image.resize(..., BICUBIC)``, antialiased
+    when shrinking): the LR convention of the SPARNet-codebase evaluation scripts (CTCNet, WFEN,
+    AMINet: 128 -> 16 -> 128), scored beside the project's MATLAB-imresize LR by the evaluate
+    stage's ``pil_lr_testsets`` (reports/tables/protocol_sensitivity.md)."""
+    hr = np.asarray(hr_uint8)
+    if hr.dtype != np.uint8:
+        raise TypeError(f"pil_degrade expects uint8 HR, got {hr.dtype}")
+    h, w = hr.shape[:2]
+    if h % scale or w % scale:
+        raise ValueError(f"HR size {w}x{h} is not divisible by scale {scale}")
+    lr = Image.fromarray(hr).resize((w // scale, h // scale), Image.BICUBIC)
+    return np.asarray(lr), np.asarray(lr.resize((w, h), Image.BICUBIC))
 
 
 # ====================================================================== SPARNetHD blind degradation

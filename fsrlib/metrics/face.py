@@ -590,6 +590,21 @@ def _mobilefacenet(weights, device: str, flip: bool):
 _PFLD: dict = {}
 
 
+def _pfld_hr(pf, weights, H, lmk_hr, hr_cache: dict | None) -> np.ndarray:
+    """PFLD's points on the HR faces, computed once per (weights, faces, crop boxes) when the
+    caller keeps an ``hr_cache`` across runs (the HR half is the same for every run)."""
+    if hr_cache is None:
+        return pf.predict(H, lmk_hr)
+    h = hashlib.sha1(str(weights).encode())
+    for img in H:
+        h.update(np.ascontiguousarray(img).tobytes())
+    h.update(np.ascontiguousarray(lmk_hr, np.float64).tobytes())
+    key = ("pfld_hr", h.hexdigest())
+    if key not in hr_cache:
+        hr_cache[key] = pf.predict(H, lmk_hr)
+    return hr_cache[key]
+
+
 def _pfld(weights):
     """One PFLD session per weights file, loaded (and sha256-checked) once."""
     from .pfld import PFLD  # onnxruntime: loaded when asked for
@@ -787,7 +802,7 @@ def evaluate_downstream(sr, hr, identities: Sequence | None = None, gt_landmarks
     else:
         pf = _pfld(pfld_weights)
         S, H = to_uint8_list(sr), to_uint8_list(hr)
-        p_hr = pf.predict(H, lmk_hr)
+        p_hr = _pfld_hr(pf, pfld_weights, H, lmk_hr, hr_cache)
         p_sr = p_hr if sr is hr else pf.predict(S, lmk_hr)
         hasp = ~np.isnan(p_hr).any((1, 2))
         e = nme(p_sr, p_hr)

@@ -130,9 +130,15 @@ def downstream_run(params_path: str | Path, run: str, testsets: Sequence[str] | 
         if ts.startswith("helen"):
             gt = gt_array([lms[f"{r.dataset}/{r.name}"]["gt"] for r in df.itertuples()])
         scores: dict = {}
-        per, agg, missing, info = score_downstream(sr, hr, dcfg, identities=ids, gt_landmarks=gt, names=list(df.name),
+        pf_sets = dcfg.get("pfld_testsets")
+        pf_off = pf_sets is not None and ts not in pf_sets and dcfg.get("pfld_weights") is not None
+        per, agg, missing, info = score_downstream(sr, hr, {**dcfg, "pfld_weights": None} if pf_off else dcfg,
+                                                   identities=ids, gt_landmarks=gt, names=list(df.name),
                                                    progress=progress, hr_cache=hr_cache,
                                                    repo_root=Path(params_path).resolve().parent, scores_out=scores)
+        if pf_off:   # say why, in the params' terms (not "no weights")
+            missing.update({k: f"PFLD run on {', '.join(pf_sets) or 'no test set'} only (downstream.pfld_testsets)"
+                            for k in missing if k.startswith(("lmk_pfld", "hr_lmk_pfld"))})
         write_csv(dest / "downstream_per_image.csv", per)
         if scores:
             with atomic_path(dest / "verification_scores.npz") as tmp:

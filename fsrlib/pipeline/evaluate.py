@@ -6,6 +6,16 @@ docs/conventions.md), with the protocol recorded next to the numbers: test data,
 metric conventions (colour space, border crop), the parser that made the maps, the training
 budget and the model size, and what the model declares it produces (``outputs_sr``, ``maps``).
 A model without an SR output (a prior estimator: ParsingNet) is scored by parsing accuracy.
+
+Two measurements beside the protocol's numbers, on the test sets the ``evaluate`` section names:
+
+- ``pil_lr_testsets``: the same faces with the LR made by PIL's bicubic instead of MATLAB's
+  imresize (the SPARNet-codebase scripts' convention), super-resolved and saved as
+  ``results/{run}/{testset}/sr_pil/`` (the report's protocol_sensitivity.md scores them);
+- ``test_pick``: every snapshot of the run (``runs/{run}/snapshots/``, one per validation) scored
+  on that test set, so a reader sees what picking the checkpoint on the test set, as peers'
+  published bests were, would have added to the validation-selected one (``metrics.json``
+  ``test_pick``). Nothing here chooses a model.
 """
 from __future__ import annotations
 
@@ -22,7 +32,8 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import TESTSETS, load_and_validate, parse_run_name, run_key
-from ..data.datasets import FaceSRDataset
+from ..data.datasets import FaceSRDataset, to_tensor
+from ..data.degrade import pil_degrade
 from ..inference import RunPredictor, input_key, resolve_device
 from ..io import save_image, to_uint8, write_csv, write_json
 from ..metrics.scoring import describe_metrics, evaluate_images
@@ -117,6 +128,71 @@ def score_sr(predictor, ds, ev: Mapping, device: str = "cpu", sr_dir: Path | Non
     return per, agg, missing, info, sr8
 
 
+def psnr_of(predictor, ds, ev: Mapping, device: str = "cpu", inputs=None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean PSNR, SR (N,3,H,W))`` of ``predictor`` on ``ds`` under the protocol's PSNR
+    (``evaluate.crop_border``); ``inputs``: batches to use instead of the dataset's LR."""
+    _, crop, _ = metric_settings(ev)
+    if inputs is None:
+        sr = predict(predictor, ds, int(ev.get("batch_size", 16)), device, ("sr",), progress=False)[0]["sr"]
+    else:
+        sr = torch.cat([predictor.maps({k: v.to(device) for k, v in b.items()})["sr"].float().cpu() for b in inputs])
+    sr = sr.clamp(0, 1)
+    hr = torch.stack([ds[i]["hr"] for i in range(len(ds))])
+    per, _, _ = evaluate_images(sr, hr, ["psnr"], crop_border=crop, progress=False)
+    return float(per["psnr"].mean()), sr
+
+
+def pil_lr_batches(ds, scale: int, batch_size: int = 16) -> list[dict]:
+    """The test faces' ``lr`` / ``lr_up`` made by PIL bicubic (:func:`fsrlib.data.degrade.pil_degrade`)."""
+    items = []
+    for i in range(len(ds)):
+        hr = to_uint8(ds[i]["hr"][None])[0]
+        lr, lr_up = pil_degrade(hr, scale)
+        items.append({"lr": to_tensor(lr), "lr_up": to_tensor(lr_up)})
+    return [{k: torch.stack([it[k] for it in items[j:j + batch_size]]) for k in ("lr", "lr_up")}
+            for j in range(0, len(items), batch_size)]
+
+
+def score_pil_lr(predictor, ds, ev: Mapping, scale: int, dest: Path, device: str = "cpu") -> dict:
+    """SR of PIL-bicubic LR: saved as ``dest/sr_pil/{dataset}/{name}.png``; returns its PSNR."""
+    p, sr = psnr_of(predictor, ds, ev, device, pil_lr_batches(ds, scale, int(ev.get("batch_size", 16))))
+    for img, (d, n) in zip(to_uint8(sr), zip(ds.df["dataset"], ds.df["name"])):
+        save_image(dest / "sr_pil" / d / f"{n}.png", img)
+    return {"lr": "PIL bicubic (Image.resize BICUBIC) 128 -> 128/scale, lr_up PIL bicubic back to 128",
+            "n_images": len(ds), "psnr": p, "sr_dir": "sr_pil"}
+
+
+def test_pick(run: str, runs_root: Path, ds, ev: Mapping, testset: str, device: str = "cpu") -> dict | None:
+    """What picking the snapshot with the best test-set PSNR would have added to the one the
+    run selected on validation (run.json ``selected_iter``): ``None`` with fewer than 2 snapshots."""
+    snaps = sorted((runs_root / run / "snapshots").glob("iter_*.pt"))
+    summary = json.loads((runs_root / run / "run.json").read_text())
+    if len(snaps) < 2 or summary.get("selected_iter") is None:
+        return None
+    iters = [int(p.stem.split("_")[1]) for p in snaps]
+    test = [psnr_of(RunPredictor.from_run(p, runs_root, device), ds, ev, device)[0] for p in snaps]
+    val = summary.get("val_history") or {}
+    sel = int(summary["selected_iter"])
+    at_sel = test[iters.index(sel)]
+    best = max(range(len(test)), key=lambda i: (test[i], iters[i]))
+    return {"testset": testset, "metric": "psnr", "iters": iters, "val_psnr": [val.get(str(i)) for i in iters],
+            "test_psnr": test, "selected_iter": sel, "selected_by": summary.get("checkpoint_selection"),
+            "test_at_selected": at_sel, "test_best": test[best], "test_best_iter": iters[best],
+            "bias_db": test[best] - at_sel}
+
+
+def run_testsets(ev: Mapping, run: str) -> list[str]:
+    """The test sets of a run: ``evaluate.testsets``, only ``testsets_seed_copies`` for a
+    ``<run>-seed<k>`` copy (its run, seed 0, has them all), and ``testsets_by_run`` (test set ->
+    the run keys it is for; absent = every run)."""
+    sets = list(ev.get("testsets") or ["helen50"])
+    tag = parse_run_name(run)[2]
+    if tag and tag.startswith("seed") and ev.get("testsets_seed_copies") is not None:
+        sets = [t for t in sets if t in ev["testsets_seed_copies"]]
+    only = ev.get("testsets_by_run") or {}
+    return [t for t in sets if t not in only or run_key(run) in only[t]]
+
+
 def parsing_accuracy(pred: torch.Tensor, target: torch.Tensor, thr: float = 0.5) -> torch.Tensor:
     """Per-image pixel accuracy of binarised maps (FishFSRNet Table IV; the paper does not
     define its metric: spec 001 section 6.3's guess, at LR resolution, channel 0)."""
@@ -144,7 +220,7 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
         keys |= {"skin_lr"}
     _, crop, _ = metric_settings(ev)
     out: dict[str, Any] = {}
-    for ts in testsets or ev.get("testsets") or ["helen50"]:
+    for ts in testsets or run_testsets(ev, run):
         ds_name, split = TESTSET_SPLITS[ts]
         ds = FaceSRDataset(root=data_root, dataset=ds_name, split=split, scale=scale,
                            keys=tuple(sorted(keys - {"name", "dataset"})), limit=ev.get("max_images"))
@@ -163,12 +239,19 @@ def evaluate_run(params_path: str | Path, run: str, testsets: Sequence[str] | No
             per, agg, missing, info, _ = score_sr(predictor, ds, ev, device, dest / "sr" if save else None, progress,
                                                   max_saved=None if save is True else int(save))
             names = list(per["name"])
+        extra = {}
+        if not is_parser and ts in (ev.get("pil_lr_testsets") or []):
+            extra["pil_lr"] = score_pil_lr(predictor, ds, ev, scale, dest, device)
+        if not is_parser and ts == ev.get("test_pick"):
+            pick = test_pick(run, runs_root, ds, ev, ts, device)
+            if pick is not None:
+                extra["test_pick"] = pick
         write_csv(dest / "per_image.csv", per)
         res = {"run": run, "method": run_key(run), "scale": scale, "testset": ts, "n_images": len(names),
                "metrics": agg, "missing": missing, "metric_info": info,
                # what the model declares it produces (FSRModel.outputs_sr / maps): the downstream stage reads it
                "outputs_sr": bool(model.outputs_sr), "maps": list(model.maps),
-               "protocol": protocol(params, run, ts, len(names), crop, runs_root, data_root)}
+               "protocol": protocol(params, run, ts, len(names), crop, runs_root, data_root), **extra}
         write_json(dest / "metrics.json", res)
         out[ts] = res
     return out

@@ -149,11 +149,14 @@ def export_untrained(cfg: Mapping, runs_root: str | Path = "runs", val_set=None)
         live.make_summary()
     summary = {"run": c["run"], "method": c["method"], "scale": c["scale"], "recipe": "none", "iterations": 0,
                "batch_size": 0, "wall_time_s": 0.0, "train_time_s": 0.0, "images_per_s": None, "params": {"model": 0},
-               "params_M": 0.0, "weights": "none", "device": "cpu", "final_val": final_val,
+               "params_M": 0.0, "weights": "none", "device": "cpu", "final_val": final_val, "selected_iter": 0,
+               "checkpoint_selection": "no trainable weights (nothing to select)",
                "note": "no trainable weights: not trained"}
-    torch_save({"format": MODEL_FILE_FORMAT, "model": c["model"], "state_dict": model.state_dict(), "weights": "none",
-                "run_config": c, "iteration": 0, "params": 0, "input_kind": getattr(model, "input_kind", "lr"),
-                "prior": None}, run_dir / "model.pt")
+    blob = {"format": MODEL_FILE_FORMAT, "model": c["model"], "state_dict": model.state_dict(), "weights": "none",
+            "run_config": c, "iteration": 0, "params": 0, "input_kind": getattr(model, "input_kind", "lr"),
+            "prior": None}
+    torch_save(blob, run_dir / "model.pt")
+    torch_save(blob, run_dir / "snapshots" / "iter_0000000.pt")   # the one "snapshot" (a DVC output of every run)
     write_json(run_dir / "run.json", summary)
     return summary
 

@@ -47,6 +47,12 @@ val                see right    ``{pred: sr, target: hr, max_images: null, grid:
                                 vs ``skin_lr``): PSNR and L1 on the raw maps.
 ckpt_every         1000         checkpoint every N iterations (and at the end)
 keep_ckpts         2            numbered checkpoints kept (``last.pt`` always); 0 = only last
+select             last         which weights ``model.pt`` holds: ``last`` (the end of the
+                                schedule) or ``val`` (the validation with the best
+                                ``val/psnr``; every validation then saves
+                                ``snapshots/iter_NNNNNNN.pt``, a model file, so the evaluate
+                                stage can measure what a test-set pick would have added).
+                                Test sets are never read in training.
 log_every          50           average and log the training losses every N iterations
 seed               0            model init, data order, augmentation, dropout
 init_from          null         run name / dir / file whose ``model.pt`` initialises G
@@ -87,7 +93,7 @@ from ..registry import LOSSES, MODELS, ConfigError
 from ..settings import deep_merge
 
 __all__ = ["DEFAULTS", "REQUIRED", "RECIPE_NAMES", "OPTIMIZER_KEYS", "SCHEDULES", "EMA_KEYS", "AUGMENT_KEYS",
-           "VAL_KEYS", "RESUME_FREE", "BUDGET_KEYS", "validate_config", "validate_runs", "lint_params",
+           "VAL_KEYS", "SELECT_RULES", "RESUME_FREE", "BUDGET_KEYS", "validate_config", "validate_runs", "lint_params",
            "check_budget"]
 
 DEFAULTS: dict[str, Any] = {
@@ -96,7 +102,7 @@ DEFAULTS: dict[str, Any] = {
     "optim": {"type": "adam", "lr": 1e-4}, "d_optim": None,
     "schedule": {"type": "constant"}, "d_schedule": None,
     "batch_size": 16, "ema": None, "augment": None,
-    "val_every": 1000, "val": None, "ckpt_every": 1000, "keep_ckpts": 2, "log_every": 50,
+    "val_every": 1000, "val": None, "ckpt_every": 1000, "keep_ckpts": 2, "select": "last", "log_every": 50,
     "seed": 0, "init_from": None, "init_strict": True,
     "prior_from": None, "prior_key": "parsing", "prior_gt": None,
     "amp": "auto", "channels_last": "auto", "compile": False, "deterministic": False, "grad_clip": None,
@@ -118,6 +124,7 @@ EMA_KEYS = {"decay": 0.999, "buffers": "all", "warmup": False}
 AUGMENT_KEYS = {"hflip": False, "rot90": False, "swap_channels": {"parts11": [[1, 2], [3, 4], [9, 10]]}}
 VAL_KEYS = {"pred": "sr", "target": "hr", "max_images": None, "grid": 4, "crop_border": 0,
             "batch_size": None, "use_ema": True}
+SELECT_RULES = ("last", "val")
 # keys that may change between a checkpoint and its resume (``iters`` too, with a warning)
 RESUME_FREE = {"val_every", "val", "ckpt_every", "keep_ckpts", "log_every", "num_workers", "notes",
                "compile", "ddp_find_unused"}
@@ -177,6 +184,8 @@ def validate_config(cfg: Mapping[str, Any]) -> dict:
     for k in ("scale", "iters", "batch_size", "val_every", "ckpt_every", "log_every"):
         _pos_int(c, k)
     _pos_int(c, "keep_ckpts", allow_zero=True)
+    if c["select"] not in SELECT_RULES:
+        raise ConfigError(f"select must be one of {SELECT_RULES}, got {c['select']!r}")
     _pos_int(c, "num_workers", allow_zero=True)
     if not isinstance(c["seed"], int):
         raise ConfigError(f"seed must be an integer, got {c['seed']!r}")

@@ -10,6 +10,11 @@
   when ``ema`` is set, else the trained ones), "weights" ("ema"|"raw"), "run_config",
   "iteration", "params", "input_kind", "prior" (the frozen prior net's config + weights
   for two-stage runs, or null)}`` -- :class:`fsrlib.inference.RunPredictor` reads it.
+- ``snapshots/iter_NNNNNNN.pt`` (``select: val`` only): the validated weights of every
+  validation, each a model file like ``model.pt``; ``model.pt`` is then the snapshot with the
+  best ``val/psnr`` (ties: the later one), and run.json records the choice (``selected_iter``,
+  ``val_history``). The evaluate stage scores the snapshots on a test set to show what
+  picking on the test set would have added (never used to choose).
 - ``run.json``: wall time, train time, images/s, iterations, parameter counts, device,
   world size, final validation metrics, the resumes.
 - ``dvclive/``: ``train/*`` losses and learning rates every ``log_every`` iterations,
@@ -259,6 +264,7 @@ class Trainer:
         self.elapsed = {"wall_s": 0.0, "train_s": 0.0, "images": 0, "sessions": 0}
         self.resumes: list[int] = []
         self.last_val: dict[str, float] = {}
+        self.val_history: dict[int, float] = {}   # iteration -> val/psnr (select: val)
         last = self.run_dir / "checkpoints" / "last.pt"
         if resume and last.exists():
             self._load_checkpoint(last)
@@ -426,6 +432,7 @@ class Trainer:
                      "batch_size": self.cfg["batch_size"], "world_size": self.dist.world_size,
                      "batches_per_epoch": self.sampler.batches_per_epoch},
             "elapsed": dict(self.elapsed), "resumes": list(self.resumes), "last_val": dict(self.last_val),
+            "val_history": dict(self.val_history),
         }
 
     def save_checkpoint(self, it: int) -> Path | None:
@@ -487,6 +494,7 @@ class Trainer:
         self.elapsed = dict(s["elapsed"])
         self.resumes = list(s.get("resumes", [])) + [self.start_iter]
         self.last_val = dict(s.get("last_val", {}))
+        self.val_history = {int(k): float(v) for k, v in (s.get("val_history") or {}).items()}
 
     # ------------------------------------------------------------------ logging
     def _open_live(self):
@@ -564,6 +572,9 @@ class Trainer:
             live.make_summary()
         net.train(was_training)
         self.last_val = res
+        if self.cfg["select"] == "val" and "psnr" in res:
+            self.val_history[it] = float(res["psnr"])
+            torch_save(self._model_blob(net, it), self.run_dir / "snapshots" / f"iter_{it:07d}.pt")
         return res
 
     # ------------------------------------------------------------------ loop
@@ -639,10 +650,37 @@ class Trainer:
                 parent += int((json.loads(f.read_text()).get("images_seen") or {}).get("total") or 0)
         return {"own": own, "parent": parent, "total": own + parent}
 
+    def _model_blob(self, net: nn.Module, it: int) -> dict:
+        """The model file (``model.pt`` / a snapshot) of ``net``'s weights at iteration ``it``."""
+        weights = "ema" if self.ema is not None and net is self.ema.module else "raw"
+        return {"format": MODEL_FILE_FORMAT, "model": self.cfg["model"], "state_dict": net.state_dict(),
+                "weights": weights, "run_config": self.cfg, "iteration": it, "params": count_params(self.model),
+                "input_kind": getattr(self.model, "input_kind", "lr"), "prior": self.prior_blob}
+
+    def _selection(self, it: int, final: nn.Module) -> tuple[dict, dict]:
+        """``(model-file blob, run.json fields)`` of the weights ``model.pt`` holds (``select``)."""
+        c = self.cfg
+        if c["select"] == "val" and self.val_history:
+            best = max(self.val_history, key=lambda k: (self.val_history[k], k))
+            blob = torch.load(self.run_dir / "snapshots" / f"iter_{best:07d}.pt", map_location="cpu",
+                              weights_only=False)
+            n_val = c["val"]["max_images"] or (len(self.val_set) if self.val_set is not None else 0)
+            text = (f"best val/psnr on the validation split ({n_val} faces) among the {len(self.val_history)} "
+                    f"validations (every {c['val_every']} iterations): iteration {best}; test sets are never "
+                    f"read in training")
+            return blob, {"checkpoint_selection": text, "selected_iter": best,
+                          "val_history": {str(k): round(v, 4) for k, v in sorted(self.val_history.items())}}
+        text = ("last iteration (model.pt = the weights at the end of the schedule; no checkpoint is picked on "
+                "any split; validation = train.val_set, monitored only; test sets are never read in training)")
+        blob = self._model_blob(final, it)
+        if self.is_main:   # snapshots/ holds at least the weights model.pt holds (a DVC output of every run)
+            torch_save(blob, self.run_dir / "snapshots" / f"iter_{it:07d}.pt")
+        return blob, {"checkpoint_selection": text, "selected_iter": it}
+
     def _finish(self, it: int, session_train_s: float, session_images: int) -> dict:
         c = self.cfg
-        ema = self.ema is not None
-        final = self.ema.module if ema else self.model
+        final = self.ema.module if self.ema is not None else self.model
+        blob, selection = self._selection(it, final)
         summary = {
             "run": c["run"], "method": c["method"], "scale": c["scale"], "recipe": c["recipe"],
             "iterations": it, "batch_size": c["batch_size"], "world_size": self.dist.world_size,
@@ -653,23 +691,17 @@ class Trainer:
             "params": {"model": count_params(self.model),
                        "discriminator": count_params(self.d_model) if self.d_model is not None else None},
             "params_M": round(count_params(self.model) / 1e6, 4),
-            "weights": "ema" if ema else "raw", "device": str(self.device),
+            "weights": blob["weights"], "device": str(self.device),
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
             "amp": self.amp or "fp32", "amp_config": c["amp"], "channels_last": self.channels_last,
             "compile": c["compile"], "sessions": self.elapsed.get("sessions", 1),
             "resumed_at": self.resumes, "init_from": self.init_info, "prior_from": c["prior_from"],
             "images_seen": self._images_seen(),
-            "checkpoint_selection": "last iteration (model.pt = the weights at the end of the schedule; no "
-                                    "checkpoint is picked on any split; validation = train.val_set, "
-                                    "monitored only; test sets are never read in training)",
+            **selection,
             "final_val": self.last_val, "torch": torch.__version__,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
         if self.is_main:
-            blob = {"format": MODEL_FILE_FORMAT, "model": c["model"], "state_dict": final.state_dict(),
-                    "weights": summary["weights"], "run_config": c, "iteration": it,
-                    "params": summary["params"]["model"], "input_kind": getattr(self.model, "input_kind", "lr"),
-                    "prior": self.prior_blob}
             torch_save(blob, self.run_dir / "model.pt")
             write_json(self.run_dir / "run.json", summary)
         D.barrier()

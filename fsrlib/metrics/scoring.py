@@ -31,7 +31,9 @@ __all__ = ["build_metric", "describe_metrics", "evaluate_images", "CONVENTIONS",
 #: A (the SPARNet-codebase line: CTCNet, WFEN, AMINet): Y truncated to uint8, no crop, Gaussian
 #: SSIM; B (the DIC line: DIC, SFMNet, FishFSRNet, SPADNet, W-Net Mode I): Y rounded (MATLAB uint8
 #: rgb2ycbcr), 8 px border crop, scikit-image's default 7x7 uniform SSIM. (``crop`` "scale" = the
-#: run's scale, BasicSR's habit.)
+#: run's scale, BasicSR's habit.) ``"lr": "pil"`` marks the conventions whose SR images come from
+#: an LR made by PIL bicubic (``sr_pil/``): :func:`score_conventions` scores whatever images it is
+#: given; choosing them is the caller's job (:mod:`fsrlib.pipeline.protocol_sensitivity`).
 CONVENTIONS: dict[str, dict[str, Any]] = {
     "ref": {"label": "project: Y studio float, crop 0, SSIM Gaussian"},
     "y_round": {"label": "Y rounded to uint8 (MATLAB rgb2ycbcr)", "y_quant": "round"},
@@ -41,8 +43,10 @@ CONVENTIONS: dict[str, dict[str, Any]] = {
     "crop8": {"label": "border crop 8 px", "crop": 8},
     "crop_scale": {"label": "border crop = scale", "crop": "scale"},
     "ssim_uniform7": {"label": "SSIM uniform 7x7 (scikit-image default)", "ssim": "uniform"},
-    "family_A": {"label": "A: SPARNet line (CTCNet, WFEN, AMINet): Y trunc, crop 0, SSIM Gaussian",
-                 "y_quant": "floor"},
+    "lr_pil": {"label": "LR made by PIL bicubic (the sr_pil/ outputs), metrics as ref", "lr": "pil"},
+    "family_A": {"label": "A: SPARNet line (CTCNet, WFEN, AMINet): PIL-bicubic LR, Y trunc, crop 0, SSIM Gaussian, "
+                          "VIF steerable pyramid on PIL 'L', LPIPS AlexNet RGB",
+                 "y_quant": "floor", "lr": "pil"},
     "family_B": {"label": "B: DIC line (DIC, SFMNet, FishFSRNet, SPADNet, W-Net I): Y round, crop 8, SSIM 7x7",
                  "y_quant": "round", "crop": 8, "ssim": "uniform"},
 }

@@ -571,3 +571,34 @@ def test_headline_table(fake, paper):
     # SPARNet's own paper (Table I) prints Helen only; CelebA comes from AMINet Table VII
     assert "/ 25.50" in row and "/ 24.10" in row and "/ +1.10" in row  # 24.10 - bicubic-x8's 23.00 on helen50
     assert lines[2].startswith("| bicubic | bicubic-x8 |")
+
+
+# ============================================================================ paper conventions (issue 11)
+def _conventions_frame(rows):
+    """protocol_sensitivity()'s long frame: (run, testset, convention, psnr, ssim) rows."""
+    return pd.DataFrame([{"run": r, "scale": parse_run_name(r)[1], "testset": t, "n_images": 100, "convention": c,
+                          "psnr": p, "ssim": s, "d_psnr": 0.0, "d_ssim": 0.0} for r, t, c, p, s in rows])
+
+
+def test_tables_ours_under_the_papers_convention(fake, paper):
+    ours = fake["ours"]
+    ps = _conventions_frame([("fishfsrnet-x8", "celeba_test", "ref", 26.2, 0.77),
+                             ("fishfsrnet-x8", "celeba_test", "family_A", 26.19, 0.7698),
+                             ("fishfsrnet-x8", "celeba_test", "family_B", 26.8149, 0.79123),
+                             ("wnet-x4", "celeba_test", "family_B", 31.0, 0.9)])
+    spec = SP.TABLES_BY_NAME["fishfsrnet_t3"]
+    assert spec.convention == "family_B" and SP.TABLES_BY_NAME["sparnet_t1"].convention == "family_A"
+    df = T.build_table(spec, ours, paper, ps)
+    assert _cell(df, "Model 8", "CelebA ×8 PSNR↑") == "27.54 / 26.81"          # family_B, not ref's 26.20
+    assert _cell(df, "Model 8", "CelebA ×8 SSIM↑").endswith(" / 0.7912")
+    assert _cell(T.build_table(spec, ours, paper), "Model 8", "CelebA ×8 PSNR↑") == "27.54 / 26.20"
+    assert _cell(df, "Model 1", "CelebA ×8 PSNR↑") == ("27.21 / – (not re-scored under family_B: no saved SR "
+                                                       "images of run fishfsrnet_model1-x8 on celeba_test)")
+    cap = T.table_caption(spec, df, ours)
+    assert "ours under family B (Y round, crop 8, SSIM 7x7), the paper's" in cap and len(cap) < 400
+    assert any("scored under family_B" in d for d in T.table_details(spec, df, ours))
+    # a ref table (W-Net Mode II) is unchanged by the frame; ours_summary keeps ref
+    mode_ii = SP.TABLES_BY_NAME["wnet_t1_mode_ii"]
+    assert T.build_table(mode_ii, ours, paper, ps).equals(T.build_table(mode_ii, ours, paper))
+    assert _cell(T.build_table(SP.TABLES_BY_NAME["wnet_t1_mode_i"], ours, paper, ps), "W-Net",
+                 "CelebA ×4 PSNR↑") == "31.77 / 31.00"

@@ -238,7 +238,8 @@ def _copy_parsing_quality(parser_dir: Path, tables_dir: Path, fig_dir: Path, log
 
 def build_report(params_path: str | Path = "params.yaml", results_root: str | Path = "results",
                  runs_root: str | Path = "runs", data_root: str | Path = "data", out: str | Path = "reports",
-                 downstream_root: str | Path | None = "downstream", attention_faces: int = 2) -> dict:
+                 downstream_root: str | Path | None = "downstream", attention_faces: int = 2,
+                 conventions: pd.DataFrame | None = None) -> dict:
     """Write ``{out}/tables/``, ``{out}/figures/`` and ``{out}/README.md``.
 
     Returns ``{"readme", "tables": [{name, path, csv, caption, kind}], "figures": [{path,
@@ -246,7 +247,9 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
     :class:`BrokenResultsError` on an unreadable results file; anything missing becomes a note.
     ``downstream_root``: the downstream stage's folder (``None`` or a missing folder: read
     ``downstream.json`` / ``downstream_per_image.csv`` from ``results_root``).
-    ``attention_faces``: attention figures per run (the first faces of the figure set)."""
+    ``attention_faces``: attention figures per run (the first faces of the figure set).
+    ``conventions``: :func:`fsrlib.pipeline.protocol_sensitivity.protocol_sensitivity`'s frame;
+    with it, each paper table's PSNR / SSIM are under its paper's convention (``TableSpec.convention``)."""
     t0 = time.perf_counter()
     results_root, runs_root, data_root, out = Path(results_root), Path(runs_root), Path(data_root), Path(out)
     rep = report_params(params_path)
@@ -262,7 +265,7 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
     tables_dir, fig_dir = out / "tables", out / "figures"
     complexity = run_complexities(runs_root, log)
     written = build_all(results_root, runs_root, tables_dir, downstream_dir=ds_root, params=params,
-                        complexity=complexity)
+                        complexity=complexity, conventions=conventions)
     tables = table_entries(tables_dir, written)
     _copy_parsing_quality(data_root / "parser", tables_dir, fig_dir, log)
     ours = load_results(results_root, runs_root, ds_root)

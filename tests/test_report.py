@@ -597,6 +597,9 @@ def test_tables_ours_under_the_papers_convention(fake, paper):
     cap = T.table_caption(spec, df, ours)
     assert "ours under family B (Y round, crop 8, SSIM 7x7), the paper's" in cap and len(cap) < 400
     assert any("scored under family_B" in d for d in T.table_details(spec, df, ours))
+    part = T.build_table(spec, ours, paper, ps.assign(n_images=40))      # save_images: 40 of the 100 faces
+    assert "not re-scored under family_B: 40 of the 100 faces of celeba_test" in _cell(part, "Model 8",
+                                                                                       "CelebA ×8 PSNR↑")
     # a ref table (W-Net Mode II) is unchanged by the frame; ours_summary keeps ref
     mode_ii = SP.TABLES_BY_NAME["wnet_t1_mode_ii"]
     assert T.build_table(mode_ii, ours, paper, ps).equals(T.build_table(mode_ii, ours, paper))

@@ -106,12 +106,18 @@ class _Ours:
             self.runs[(key, None if pd.isna(scale) else int(scale))] = runs[0]
         self.by_run = {run: g for run, g in self.df.groupby("run")}
         self.scored = None if conventions is None else {
-            (r.run, r.testset, r.convention): {"psnr": r.psnr, "ssim": r.ssim} for r in conventions.itertuples()}
+            (r.run, r.testset, r.convention): {"psnr": r.psnr, "ssim": r.ssim, "n": r.n_images}
+            for r in conventions.itertuples()}
 
     def value_under(self, run: str, testset: str, metric: str, convention: str) -> tuple[float | None, str]:
         v = self.scored.get((run, testset, convention))
         if v is None:
             return None, f"not re-scored under {convention}: no saved SR images of run {run} on {testset}"
+        g = self.by_run[run]
+        n = pd.to_numeric(g.loc[g["testset"] == testset, "n_images"], errors="coerce").dropna()
+        if len(n) and int(n.max()) != int(v["n"]):  # evaluate's save_images: N keeps the first N faces only
+            return None, (f"not re-scored under {convention}: {int(v['n'])} of the {int(n.max())} faces of "
+                          f"{testset} have saved SR images (run {run})")
         return float(v[metric]), ""
 
     def run_for(self, keys: Iterable[str], scale: int | None) -> str | None:

@@ -595,7 +595,7 @@ def test_tables_ours_under_the_papers_convention(fake, paper):
     assert _cell(df, "Model 1", "CelebA ×8 PSNR↑") == ("27.21 / – (not re-scored under family_B: no saved SR "
                                                        "images of run fishfsrnet_model1-x8 on celeba_test)")
     cap = T.table_caption(spec, df, ours)
-    assert "ours under family B (Y round, crop 8, SSIM 7x7), the paper's" in cap and len(cap) < 400
+    assert "; ours under family B (Y round, crop 8, SSIM 7x7);" in cap and len(cap) < 400
     assert any("scored under family_B" in d for d in T.table_details(spec, df, ours))
     part = T.build_table(spec, ours, paper, ps.assign(n_images=40))      # save_images: 40 of the 100 faces
     assert "not re-scored under family_B: 40 of the 100 faces of celeba_test" in _cell(part, "Model 8",

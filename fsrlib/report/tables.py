@@ -263,7 +263,7 @@ def _convention_text(spec: TableSpec, convention: str) -> str | None:
     the results' own protocol is quoted)."""
     if convention == "ref" or not any(c.metric in CONVENTION_METRICS for c in spec.cols):
         return None
-    return f"ours under {convention_label(convention)}, the paper's"
+    return f"ours under {convention_label(convention)}"
 
 
 def build_table(spec: TableSpec, ours: pd.DataFrame | None, paper: pd.DataFrame | None = None,

@@ -571,3 +571,101 @@ def test_headline_table(fake, paper):
     # SPARNet's own paper (Table I) prints Helen only; CelebA comes from AMINet Table VII
     assert "/ 25.50" in row and "/ 24.10" in row and "/ +1.10" in row  # 24.10 - bicubic-x8's 23.00 on helen50
     assert lines[2].startswith("| bicubic | bicubic-x8 |")
+
+
+# ============================================================================ paper conventions (issue 11)
+def _conventions_frame(rows):
+    """protocol_sensitivity()'s long frame: (run, testset, convention, psnr, ssim) rows."""
+    return pd.DataFrame([{"run": r, "scale": parse_run_name(r)[1], "testset": t, "n_images": 100, "convention": c,
+                          "psnr": p, "ssim": s, "d_psnr": 0.0, "d_ssim": 0.0} for r, t, c, p, s in rows])
+
+
+def test_tables_ours_under_the_papers_convention(fake, paper):
+    ours = fake["ours"]
+    ps = _conventions_frame([("fishfsrnet-x8", "celeba_test", "ref", 26.2, 0.77),
+                             ("fishfsrnet-x8", "celeba_test", "family_A", 26.19, 0.7698),
+                             ("fishfsrnet-x8", "celeba_test", "family_B", 26.8149, 0.79123),
+                             ("wnet-x4", "celeba_test", "family_B", 31.0, 0.9)])
+    spec = SP.TABLES_BY_NAME["fishfsrnet_t3"]
+    assert spec.convention == "family_B" and SP.TABLES_BY_NAME["sparnet_t1"].convention == "family_A"
+    df = T.build_table(spec, ours, paper, ps)
+    assert _cell(df, "Model 8", "CelebA ×8 PSNR↑") == "27.54 / 26.81"          # family_B, not ref's 26.20
+    assert _cell(df, "Model 8", "CelebA ×8 SSIM↑").endswith(" / 0.7912")
+    assert _cell(T.build_table(spec, ours, paper), "Model 8", "CelebA ×8 PSNR↑") == "27.54 / 26.20"
+    assert _cell(df, "Model 1", "CelebA ×8 PSNR↑") == ("27.21 / – (not re-scored under family_B: no saved SR "
+                                                       "images of run fishfsrnet_model1-x8 on celeba_test)")
+    cap = T.table_caption(spec, df, ours)
+    assert "; ours under family B (Y round, crop 8, SSIM 7x7);" in cap and len(cap) < 400
+    assert any("scored under family_B" in d for d in T.table_details(spec, df, ours))
+    part = T.build_table(spec, ours, paper, ps.assign(n_images=40))      # save_images: 40 of the 100 faces
+    assert "not re-scored under family_B: 40 of the 100 faces of celeba_test" in _cell(part, "Model 8",
+                                                                                       "CelebA ×8 PSNR↑")
+    # a ref table (W-Net Mode II) is unchanged by the frame; ours_summary keeps ref
+    mode_ii = SP.TABLES_BY_NAME["wnet_t1_mode_ii"]
+    assert T.build_table(mode_ii, ours, paper, ps).equals(T.build_table(mode_ii, ours, paper))
+    assert _cell(T.build_table(SP.TABLES_BY_NAME["wnet_t1_mode_i"], ours, paper, ps), "W-Net",
+                 "CelebA ×4 PSNR↑") == "31.77 / 31.00"
+
+
+# ============================================================================ ranking agreement (issue 11)
+def test_rank_agreement_hand_computed():
+    from fsrlib.report.ranking import rank_agreement
+    # ranks 1 2 3 4 vs 1 3 2 4: sum d^2 = 2, rho = 1 - 6*2/(4*15) = 0.8; 1 of 6 pairs discordant, tau = 4/6
+    s = rank_agreement([0.1, 0.2, 0.3, 0.4], [10.0, 30.0, 20.0, 40.0])
+    assert s["rho"] == pytest.approx(0.8) and s["tau"] == pytest.approx(2 / 3)
+    assert (s["n"], s["discordant"], s["pairs"]) == (4, 1, 6)
+    assert rank_agreement([1, 2, 3], [3, 2, 1])["rho"] == pytest.approx(-1.0)
+
+
+def _fake_downstream():
+    ident = {"bicubic-x8": (0.50, 0.40), "sparnet-x8": (0.70, 0.65), "wnet-x8": (0.65, 0.70), "aminet-x8": (0.8, 0.8)}
+    nme = {"bicubic-x8": (0.09, 0.10), "sparnet-x8": (0.05, 0.06), "wnet-x8": (0.06, 0.07), "aminet-x8": (0.04, 0.05)}
+    d = {r: {"celeba_test": {"identity_cos": ident[r][0], "identity_cos_mobilefacenet": ident[r][1],
+                             "lmk_nme_io": nme[r][0], "lmk_pfld_nme_io": nme[r][1]}} for r in ident}
+    d["hr-x8"] = {"celeba_test": {"identity_cos": 1.0, "identity_cos_mobilefacenet": 1.0, "lmk_nme_io": 0.0,
+                                  "lmk_pfld_nme_io": 0.0}}   # HR against itself: not a method, left out
+    d["srcnn-x8"] = {"celeba_test": {"identity_cos": 0.55, "identity_cos_mobilefacenet": None}}  # one network only
+    return d
+
+
+def test_ranking_agreement_table_and_figure(tmp_path):
+    from fsrlib.report.ranking import agreement_panels, agreement_table, write_agreement_table
+    d = _fake_downstream()
+    tab = agreement_table(d)
+    ident = tab[tab["measure"] == "identity"].iloc[0]
+    assert ident["n_runs"] == 4 and ident["pairs_in_disagreement"] == "1 of 6"   # sparnet vs wnet swap
+    assert (ident["spearman_rho"], ident["kendall_tau"]) == ("0.80", "0.67")
+    lmk = tab[tab["measure"] == "landmarks"].iloc[0]
+    assert lmk["spearman_rho"] == "1.00" and lmk["pairs_in_disagreement"] == "0 of 6"
+    md, csv = write_agreement_table(tab, tmp_path)
+    assert md.name == "downstream_ranking_agreement.md" and csv.is_file()
+    assert len(md.read_text().split("\n\n|", 1)[0]) < 400
+    panels = agreement_panels(d, "celeba_test")
+    assert [p["title"].split(":")[0] for p in panels] == ["identity", "landmarks"]
+    assert "Spearman ρ = 0.80, Kendall τ = 0.67 (n = 4)" in panels[0]["title"]
+    assert _png(F.ranking_agreement(panels, tmp_path / "rank.png", title="celeba_test"))
+
+
+# ============================================================================ test-pick bias (issue 8)
+def test_pick_bias_table(tmp_path):
+    from fsrlib.report.pick_bias import pick_bias_table, write_pick_bias
+    assert write_pick_bias(tmp_path / "results", tmp_path / "tables") == []   # no results: no table
+    for run, sel, at, best, it in (("sparnet-x8", 200, 24.101, 24.31, 150), ("wnet-x8", 150, 23.5, 23.5, 150)):
+        _result(tmp_path, run, "helen50", {"psnr": at, "ssim": 0.7})
+        mj = tmp_path / "results" / run / "helen50" / "metrics.json"
+        obj = json.loads(mj.read_text())
+        obj["test_pick"] = {"testset": "helen50", "metric": "psnr", "iters": [50, 100, 150, 200],
+                            "val_psnr": [20.0, 21.0, 22.0, 22.5], "test_psnr": [22.0, 23.0, best, at],
+                            "selected_iter": sel, "selected_by": "val_psnr", "test_at_selected": at,
+                            "test_best": best, "test_best_iter": it, "bias_db": best - at}
+        mj.write_text(json.dumps(obj))
+    _result(tmp_path, "bicubic-x8", "helen50", {"psnr": 23.0, "ssim": 0.63})     # untrained: no test_pick
+    df = pick_bias_table(tmp_path / "results")
+    assert list(df["run"]) == ["sparnet-x8", "wnet-x8", "mean / max over 2 runs"]
+    r = df.iloc[0]
+    assert (r["selected iter"], r["helen50 PSNR at selected"], r["best helen50 PSNR (iter)"], r["bias (dB)"]) == \
+        ("200 (val_psnr)", "24.10", "24.31 (150)", "0.21")
+    assert df.iloc[-1]["bias (dB)"] == "0.10 / 0.21"
+    md, csv = write_pick_bias(tmp_path / "results", tmp_path / "tables")
+    text = md.read_text()
+    assert "picked on the test set" in text and len(text.split("\n\n|", 1)[0]) < 400 and str(tmp_path) not in text

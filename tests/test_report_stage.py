@@ -339,3 +339,30 @@ def test_inspect_notebook_executes_headless(fake_data, tmp_path):
     widgets = nb["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {})
     state = json.dumps(widgets)
     assert "run B" in state and "bicubic-x8" in state  # the comparison panel's drop-downs
+
+
+def test_build_report_pick_bias_and_ranking_agreement(project, tmp_path):
+    """The test_pick record (evaluate) -> test_pick_bias.md; both networks' downstream numbers ->
+    downstream_ranking_agreement.md and the ranking_agreement_<testset>.png figure."""
+    import shutil
+    results, down = tmp_path / "results", tmp_path / "downstream"
+    shutil.copytree(project["results"], results)
+    shutil.copytree(project["downstream"], down)
+    mj = results / "sparnet-x8" / "helen50" / "metrics.json"
+    obj = json.loads(mj.read_text())
+    obj["test_pick"] = {"testset": "helen50", "metric": "psnr", "iters": [10, 20, 30], "val_psnr": [20, 21, 22],
+                        "test_psnr": [23.0, 24.4, 24.1], "selected_iter": 30, "selected_by": "last",
+                        "test_at_selected": 24.1, "test_best": 24.4, "test_best_iter": 20, "bias_db": 0.3}
+    mj.write_text(json.dumps(obj))
+    for run, (mfn, pfld) in {"bicubic-x8": (0.5, 0.09), "sparnet-x8": (0.6, 0.05)}.items():
+        dj = down / run / "helen50" / "downstream.json"
+        obj = json.loads(dj.read_text())
+        obj["metrics"].update({"identity_cos_mobilefacenet": mfn, "lmk_nme_io": 2 * pfld, "lmk_pfld_nme_io": pfld})
+        dj.write_text(json.dumps(obj))
+    res = build_report(project["params"], results, project["runs"], project["data"], tmp_path / "reports",
+                       downstream_root=down, attention_faces=0)
+    names = {t["name"] for t in res["tables"]}
+    assert {"test_pick_bias", "downstream_ranking_agreement"} <= names
+    bias = (tmp_path / "reports" / "tables" / "test_pick_bias.md").read_text()
+    assert "| sparnet-x8 | 30 (last) | 24.10 | 24.40 (20) | 0.30 |" in bias
+    assert "ranking_agreement_helen50.png" in {f["path"].name for f in res["figures"]}

@@ -41,8 +41,18 @@ from ..inference import torch_threads
 from ..io import atomic_path, write_text
 from ..report import figures as F
 from ..report.cards import load_paper_profile, write_report_cards
+from ..report.pick_bias import write_pick_bias
+from ..report.ranking import agreement_panels, agreement_table, write_agreement_table
 from ..report.readme import ReportLog, table_entries, write_readme
-from ..report.results import check_results, load_results, read_csv_strict, read_png_strict, run_label, run_scale
+from ..report.results import (
+    check_results,
+    load_results,
+    read_csv_strict,
+    read_json_strict,
+    read_png_strict,
+    run_label,
+    run_scale,
+)
 from ..report.tables import build_all
 from .report_models import FigureFaces, cost_figures, maps_figures, run_complexities
 
@@ -50,7 +60,7 @@ REPORT_DEFAULTS: dict[str, Any] = {"figure_faces": 4, "figure_scales": None, "te
 
 #: every file name the stage writes under figures/ starts with one of these (stale ones are removed)
 FIGURE_PREFIXES = ("qualitative_", "attention_", "parsing_", "training_", "psnr_vs_cost_", "identity_threshold_",
-                   "ced_")
+                   "ced_", "ranking_agreement_")
 
 MAX_GRID_METHODS = 8        # methods per qualitative grid; more go to a second file
 MAIN_CURVES = ("train/loss", "val/psnr", "val/ssim", "train/d_loss")
@@ -223,6 +233,28 @@ def _downstream(log: ReportLog, downstream_root: Path, runs: Sequence[str], fig_
                           "inter-ocular NME up to 10 %, AUC in the legend", "downstream")
 
 
+def _downstream_metrics(downstream_root: Path) -> dict:
+    """``{run: {testset: metrics}}`` of every ``downstream.json`` (as ``metrics/downstream.json``)."""
+    out: dict = {}
+    for f in sorted(downstream_root.glob("*/*/downstream.json")):
+        out.setdefault(f.parent.parent.name, {})[f.parent.name] = read_json_strict(f)["metrics"]
+    return out
+
+
+def _ranking(log: ReportLog, downstream: Mapping, fig_dir: Path) -> None:
+    for ts in sorted({ts for by_ts in downstream.values() for ts in by_ts}):
+        panels = agreement_panels(downstream, ts)
+        if not panels:
+            log.note(f"ranking agreement on {ts}: fewer than two runs with both networks' numbers "
+                     "(MobileFaceNet / PFLD weights given to the downstream stage?)")
+            continue
+        path = F.ranking_agreement(panels, fig_dir / f"ranking_agreement_{ts}.png",
+                                   title=f"Do the two networks rank our runs alike? ({ts})")
+        log.fig(path, f"Ranking agreement on {ts}: {', '.join(p['title'].split(':')[0] for p in panels)} by "
+                      "dlib vs the second network (MobileFaceNet, PFLD), one point per run; Spearman ρ and "
+                      "Kendall τ in each panel title (table: downstream_ranking_agreement.md)", "downstream")
+
+
 # =============================================================================== the stage
 def _copy_parsing_quality(parser_dir: Path, tables_dir: Path, fig_dir: Path, log) -> None:
     """The train_parser stage's ``parsing_quality.md/.csv`` and parser figures, as they are."""
@@ -238,7 +270,8 @@ def _copy_parsing_quality(parser_dir: Path, tables_dir: Path, fig_dir: Path, log
 
 def build_report(params_path: str | Path = "params.yaml", results_root: str | Path = "results",
                  runs_root: str | Path = "runs", data_root: str | Path = "data", out: str | Path = "reports",
-                 downstream_root: str | Path | None = "downstream", attention_faces: int = 2) -> dict:
+                 downstream_root: str | Path | None = "downstream", attention_faces: int = 2,
+                 conventions: pd.DataFrame | None = None) -> dict:
     """Write ``{out}/tables/``, ``{out}/figures/`` and ``{out}/README.md``.
 
     Returns ``{"readme", "tables": [{name, path, csv, caption, kind}], "figures": [{path,
@@ -246,7 +279,9 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
     :class:`BrokenResultsError` on an unreadable results file; anything missing becomes a note.
     ``downstream_root``: the downstream stage's folder (``None`` or a missing folder: read
     ``downstream.json`` / ``downstream_per_image.csv`` from ``results_root``).
-    ``attention_faces``: attention figures per run (the first faces of the figure set)."""
+    ``attention_faces``: attention figures per run (the first faces of the figure set).
+    ``conventions``: :func:`fsrlib.pipeline.protocol_sensitivity.protocol_sensitivity`'s frame;
+    with it, each paper table's PSNR / SSIM are under its paper's convention (``TableSpec.convention``)."""
     t0 = time.perf_counter()
     results_root, runs_root, data_root, out = Path(results_root), Path(runs_root), Path(data_root), Path(out)
     rep = report_params(params_path)
@@ -262,7 +297,12 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
     tables_dir, fig_dir = out / "tables", out / "figures"
     complexity = run_complexities(runs_root, log)
     written = build_all(results_root, runs_root, tables_dir, downstream_dir=ds_root, params=params,
-                        complexity=complexity)
+                        complexity=complexity, conventions=conventions)
+    written += write_pick_bias(results_root, tables_dir)
+    dmetrics = _downstream_metrics(ds_root)
+    agreement = agreement_table(dmetrics)
+    if len(agreement):
+        written += write_agreement_table(agreement, tables_dir)
     tables = table_entries(tables_dir, written)
     _copy_parsing_quality(data_root / "parser", tables_dir, fig_dir, log)
     ours = load_results(results_root, runs_root, ds_root)
@@ -317,6 +357,7 @@ def build_report(params_path: str | Path = "params.yaml", results_root: str | Pa
         else:
             log.note("PSNR vs cost: no results")
         timed("downstream", _downstream, log, ds_root, runs, fig_dir)
+        timed("ranking", _ranking, log, dmetrics, fig_dir)
 
     made = {f["path"].name for f in log.figures} | {f"psnr_vs_cost_x{s}.csv" for s in scales}
     for p in fig_dir.iterdir():  # figures of an earlier report that this one did not make again

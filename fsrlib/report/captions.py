@@ -54,9 +54,11 @@ def _join(values) -> str:
     return " | ".join(vals) if vals else "n/a"
 
 
-def ours_line(ours: pd.DataFrame | None, runs: Sequence[str], used: Sequence[tuple[str, str]] | None = None) -> str:
+def ours_line(ours: pd.DataFrame | None, runs: Sequence[str], used: Sequence[tuple[str, str]] | None = None,
+              metric_convention: str | None = None) -> str:
     """``Ours: <train set> → <test sets (n)>; <degradation>; <metric convention>; parser <p>;
-    <iterations> × batch <b>.`` of the runs (and (run, test set) pairs) that fill a table."""
+    <iterations> × batch <b>.`` of the runs (and (run, test set) pairs) that fill a table.
+    ``metric_convention``: the PSNR / SSIM convention's text, in place of the results' own."""
     if ours is None or not len(runs):
         return "Ours: no results in this profile yet."
     sub = ours[ours["run"].isin(runs)]
@@ -84,8 +86,8 @@ def ours_line(ours: pd.DataFrame | None, runs: Sequence[str], used: Sequence[tup
     batch = sorted({int(b["batch"]) for p in protos if isinstance(b := p.get("budget"), dict)
                     and isinstance(b.get("batch"), (int, float)) and b["batch"]})
     data = (f"{_join(train)} → " if train else "test ") + (", ".join(ts) or "n/a")
-    parts = [data, _join(deg),
-             f"{_join(color)}, crop {_join(crop)} px", f"parser {_join(sub['parser'].dropna())}"]
+    parts = [data, _join(deg), metric_convention or f"{_join(color)}, crop {_join(crop)} px",
+             f"parser {_join(sub['parser'].dropna())}"]
     if iters:
         it = f"{iters[0]}" if len(iters) == 1 else f"{iters[0]}-{iters[-1]}"
         parts.append(f"{it} iters" + (f" × batch {_join(batch)}" if batch else ""))
@@ -98,7 +100,8 @@ def caption_lines(spec, df: pd.DataFrame, ours: pd.DataFrame | None) -> list[str
     p = paper_line(spec)
     if p:
         lines.append(p)
-    lines.append(f"{ours_line(ours, df.attrs.get('runs', []), df.attrs.get('used'))} {RUNS_LINK}")
+    conv = df.attrs.get("convention_text")
+    lines.append(f"{ours_line(ours, df.attrs.get('runs', []), df.attrs.get('used'), conv)} {RUNS_LINK}")
     return lines
 
 

@@ -13,6 +13,8 @@ PNG atomically (``fsrlib.io.atomic_path``) and returns its path.
   ∝ params, as AMINet Fig. 1), paper points and ours.
 - :func:`identity_threshold_curve`: W-Net Fig. 6, fraction of faces with SR–HR cosine ≥ t.
 - :func:`ced_curve` (+ :func:`ced_auc`): SPARNet Fig. 5b, CED of the landmark NME up to 10 %.
+- :func:`ranking_agreement`: one measure by two networks (dlib vs MobileFaceNet, dlib vs PFLD), a
+  point per run (the rank correlations: :mod:`fsrlib.report.ranking`).
 
 Loaders that touch the project layout (:func:`read_dvclive`, :func:`load_landmarks`) take an
 explicit path; nothing here looks in a fixed place.
@@ -583,3 +585,23 @@ __all__ = [
     "training_curves", "cost_points", "psnr_vs_cost", "identity_threshold_curve", "ced_auc", "ced_curve",
     "roc_curves",
 ]
+
+
+def ranking_agreement(panels: Sequence[Mapping], out_path, title: str | None = None) -> Path:
+    """Scatter of one measure by two networks, one labelled point per run, one panel each
+    (``{points: DataFrame run/v1/v2, xlabel, ylabel, title}``,
+    :func:`fsrlib.report.ranking.agreement_panels`: rank correlations in the titles)."""
+    fig, axes = _subplots(1, max(len(panels), 1), figsize=(5.0 * max(len(panels), 1), 4.4))
+    for ax, p in zip(axes[0], panels):
+        pts = p["points"]
+        ax.scatter(pts["v1"], pts["v2"], s=22, color="tab:blue", edgecolors="k", linewidths=0.5)
+        for r in pts.itertuples():
+            ax.annotate(str(r.run), (r.v1, r.v2), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(p["xlabel"], fontsize=8)
+        ax.set_ylabel(p["ylabel"], fontsize=8)
+        ax.set_title(p["title"], fontsize=8)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return _save(fig, out_path)

@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..config import parse_run_name
 from ..io import write_csv, write_text
+from ..metrics.scoring import CONVENTIONS
 from .captions import RUNS_LINK, caption_lines, ours_line, portable
 from .results import PROTOCOL_COLS, load_paper_results, load_results
 from .runs_table import write_runs_table
@@ -26,7 +27,8 @@ from .seeds import ablation_notes, add_margin_column, add_seed_columns, below_re
 from .specs import TABLES, Row, TableSpec
 from .vocabulary import METRIC_DECIMALS, MISSING, OURS_METRIC, PAPERS, PROXY_MARK, RUN_LEVEL_METRICS, TESTSETS
 
-__all__ = ["expected_method_keys", "build_table", "table_caption", "table_details", "protocol_caption", "write_table",
+__all__ = ["CONVENTION_METRICS", "convention_label", "expected_method_keys", "build_table",
+           "table_caption", "table_details", "protocol_caption", "write_table",
            "build_summary", "build_all"]
 
 
@@ -38,6 +40,15 @@ def expected_method_keys(paper: pd.DataFrame | None = None) -> list[str]:
         for row in spec.rows:
             keys.update(_row_keys(spec, row, pidx))
     return sorted(keys)
+
+
+#: the metrics a table's convention (``TableSpec.convention``) applies to
+CONVENTION_METRICS = ("psnr", "ssim")
+
+
+def convention_label(name: str) -> str:
+    """``"family B (Y round, crop 8, SSIM 7x7)"``: a convention's name and its settings, short."""
+    return f"{name.replace('_', ' ')} ({CONVENTIONS[name]['label'].rsplit(': ', 1)[-1]})"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,9 +93,11 @@ def _row_keys(spec: TableSpec, row: Row, paper: pd.DataFrame | _PaperIndex) -> t
 
 
 class _Ours:
-    """Lookup of our results: preferred run per (key, scale), values per test set."""
+    """Lookup of our results: preferred run per (key, scale), values per test set, and (given
+    ``conventions``, :func:`fsrlib.pipeline.protocol_sensitivity.protocol_sensitivity`'s long
+    frame) PSNR / SSIM of the same SR images under each metric convention."""
 
-    def __init__(self, ours: pd.DataFrame):
+    def __init__(self, ours: pd.DataFrame, conventions: pd.DataFrame | None = None):
         self.df = ours if ours is not None else pd.DataFrame(columns=["run", "method_key", "scale", "testset",
                                                                        "metric", "value", "missing_reason"])
         self.runs: dict[tuple[str, int | None], str] = {}
@@ -92,6 +105,20 @@ class _Ours:
             runs = sorted(g["run"].unique(), key=lambda r: (parse_run_name(r)[2] != "", r))
             self.runs[(key, None if pd.isna(scale) else int(scale))] = runs[0]
         self.by_run = {run: g for run, g in self.df.groupby("run")}
+        self.scored = None if conventions is None else {
+            (r.run, r.testset, r.convention): {"psnr": r.psnr, "ssim": r.ssim, "n": r.n_images}
+            for r in conventions.itertuples()}
+
+    def value_under(self, run: str, testset: str, metric: str, convention: str) -> tuple[float | None, str]:
+        v = self.scored.get((run, testset, convention))
+        if v is None:
+            return None, f"not re-scored under {convention}: no saved SR images of run {run} on {testset}"
+        g = self.by_run[run]
+        n = pd.to_numeric(g.loc[g["testset"] == testset, "n_images"], errors="coerce").dropna()
+        if len(n) and int(n.max()) != int(v["n"]):  # evaluate's save_images: N keeps the first N faces only
+            return None, (f"not re-scored under {convention}: {int(v['n'])} of the {int(n.max())} faces of "
+                          f"{testset} have saved SR images (run {run})")
+        return float(v[metric]), ""
 
     def run_for(self, keys: Iterable[str], scale: int | None) -> str | None:
         for k in keys:
@@ -138,9 +165,15 @@ def _cell_text(c: _Cell, decimals: int) -> str:
     return f"{p} / {o}"
 
 
+def _convention(spec: TableSpec, O: _Ours) -> str:
+    """The convention ours' PSNR / SSIM are under: the spec's, when the re-scored values were given."""
+    return spec.convention if O.scored is not None else "ref"
+
+
 def _compute_cells(spec: TableSpec, ours: pd.DataFrame | _Ours, paper: pd.DataFrame):
     pidx = _PaperIndex(paper)
     O = ours if isinstance(ours, _Ours) else _Ours(ours)
+    convention = _convention(spec, O)
     grid: list[tuple[Row, tuple[str, ...], list[_Cell], set[str]]] = []
     for row in spec.rows:
         keys = _row_keys(spec, row, pidx)
@@ -175,6 +208,8 @@ def _compute_cells(spec: TableSpec, ours: pd.DataFrame | _Ours, paper: pd.DataFr
                 else:
                     our_metric, conv = OURS_METRIC.get(col.metric, (col.metric, None))
                     v, reason = O.value(run, testset, our_metric)
+                    if v is not None and convention != "ref" and col.metric in CONVENTION_METRICS:
+                        v, reason = O.value_under(run, testset, col.metric, convention)
                     if v is not None:
                         c.ours, c.run, c.proxy = (conv(v) if conv else v), run, bool(note)
                         c.testset = testset
@@ -223,18 +258,30 @@ def _config_note(spec: TableSpec, row: Row, paper: pd.DataFrame) -> str:
     return ""
 
 
-def build_table(spec: TableSpec, ours: pd.DataFrame | None, paper: pd.DataFrame | None = None) -> pd.DataFrame:
+def _convention_text(spec: TableSpec, convention: str) -> str | None:
+    """The caption's PSNR / SSIM convention of a table re-scored under its paper's (else ``None``:
+    the results' own protocol is quoted)."""
+    if convention == "ref" or not any(c.metric in CONVENTION_METRICS for c in spec.cols):
+        return None
+    return f"ours under {convention_label(convention)}"
+
+
+def build_table(spec: TableSpec, ours: pd.DataFrame | None, paper: pd.DataFrame | None = None,
+                conventions: pd.DataFrame | None = None) -> pd.DataFrame:
     """One paper table with ours beside it.
 
     Every value cell reads ``"<paper> / <ours>"``; a side without a number reads
     ``"– (<why>)"`` (e.g. ``"27.38 / – (not trained in this profile: no run srcnn-x4)"``).
     ``†`` after our number: measured on a stand-in test set (see the caption). Columns:
     ``Method``, ``ours run`` and, for ablations, ``config``, then one column per
-    dataset × scale × metric. ``df.attrs`` holds ``spec`` name, ``runs`` used and
-    ``proxies`` (the stand-in notes)."""
+    dataset × scale × metric. ``conventions``: the long frame of
+    :func:`fsrlib.pipeline.protocol_sensitivity.protocol_sensitivity`; with it, ours' PSNR / SSIM
+    are under the spec's ``convention`` (without it, under ``ref``). ``df.attrs`` holds ``spec``
+    name, ``runs`` used, ``proxies`` (the stand-in notes) and ``convention`` (ours' PSNR / SSIM)."""
     paper = load_paper_results() if paper is None else paper
     ours = _Ours(ours if ours is not None else pd.DataFrame(columns=["run", "method_key", "scale", "testset",
-                                                                   "metric", "value", "missing_reason"]))
+                                                                   "metric", "value", "missing_reason"]),
+                 conventions)
     grid = _compute_cells(spec, ours, paper)
     decs = _col_decimals(spec, grid)
     headers = [c.header() for c in spec.cols]
@@ -257,7 +304,9 @@ def build_table(spec: TableSpec, ours: pd.DataFrame | None, paper: pd.DataFrame 
         df = df.drop(columns="config")
     proxies = sorted({TESTSETS[c.dataset][1] for c in spec.cols
                       if c.dataset in TESTSETS and TESTSETS[c.dataset][0] and TESTSETS[c.dataset][1]})
-    df.attrs.update({"spec": spec.name, "runs": sorted(all_runs), "used": used, "proxies": proxies})
+    conv = _convention(spec, ours)
+    df.attrs.update({"spec": spec.name, "runs": sorted(all_runs), "used": used, "proxies": proxies,
+                     "convention": conv, "convention_text": _convention_text(spec, conv)})
     return df
 
 
@@ -352,6 +401,14 @@ def table_details(spec: TableSpec, df: pd.DataFrame, ours: pd.DataFrame | None) 
     """What goes below a table: stand-in test sets, the spec's notes, and both protocols in full."""
     out = [f"{PROXY_MARK} stand-in test set: {p}." for p in df.attrs.get("proxies", [])]
     out += list(spec.notes)
+    conv = df.attrs.get("convention", "ref")
+    if df.attrs.get("convention_text"):
+        out.append(f"Ours' PSNR/SSIM: the saved SR images scored under {conv} ({CONVENTIONS[conv]['label']}; "
+                   "fsrlib.metrics.scoring, shift per run: protocol_sensitivity.md); the other metrics and "
+                   "ours_summary are under the project's protocol (ref).")
+    elif spec.convention != conv and any(c.metric in CONVENTION_METRICS for c in spec.cols):
+        out.append(f"Ours' PSNR/SSIM are the evaluate stage's, not re-scored under the paper's {spec.convention} "
+                   f"({CONVENTIONS[spec.convention]['label']}).")
     if spec.paper_protocol:
         out.append(f"Paper ({PAPERS.get(spec.paper, spec.paper)}), full protocol: {spec.paper_protocol}.")
     out.append(protocol_caption(ours, df.attrs.get("runs", []), df.attrs.get("used")).replace(
@@ -445,9 +502,11 @@ def build_summary(ours: pd.DataFrame) -> pd.DataFrame:
 def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None = "runs",
               out_dir: str | Path = "reports/tables", paper: pd.DataFrame | None = None,
               specs: Sequence[TableSpec] = TABLES, downstream_dir: str | Path | None = None,
-              params: dict | None = None, complexity: dict | None = None) -> list[Path]:
-    """Every table of :data:`TABLES`, a summary of our runs, ``runs.md``/``.csv`` (the per-run
-    facts, :mod:`fsrlib.report.runs_table`; ``params`` for the seeds, ``complexity``
+              params: dict | None = None, complexity: dict | None = None,
+              conventions: pd.DataFrame | None = None) -> list[Path]:
+    """Every table of :data:`TABLES` (ours' PSNR / SSIM under each spec's convention, given
+    ``conventions``: see :func:`build_table`), a summary of our runs (the project's protocol),
+    ``runs.md``/``.csv`` (the per-run facts, :mod:`fsrlib.report.runs_table`; ``params`` for the seeds, ``complexity``
     ``{run: {params_M, macs_G}}`` counted on the models) and ``README.md`` (the index)."""
     out_dir = Path(out_dir)
     paper = load_paper_results() if paper is None else paper
@@ -458,7 +517,7 @@ def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None =
              f"`–` marks a missing number with its reason; `{PROXY_MARK}` marks ours measured on a stand-in test set.",
              "", "| table | paper | kind | cells with ours | title |", "|---|---|---|---|---|"]
     for spec in specs:
-        df = build_table(spec, ours, paper)
+        df = build_table(spec, ours, paper, conventions)
         cap = table_caption(spec, df, ours)
         md, csv = write_table(df, spec.name, cap, out_dir, table_details(spec, df, ours))
         written += [md, csv]

@@ -53,7 +53,7 @@ SECTIONS = {
     "downstream": {"exclude", "testsets", "identity", "landmarks", "verification_pairs", "arcface_weights",
                    "max_images", "seed", "dlib_max_images", "mobilefacenet_weights", "mobilefacenet_flip",
                    "pfld_weights", "seed_copies", "pfld_testsets"},
-    "report": {"figure_faces", "figure_scales", "testset_for_figures"},
+    "report": {"figure_faces", "figure_scales", "testset_for_figures", "protocol_testsets"},
 }
 RUN_KEYS = {"method", "scale", "overrides", "from"}
 #: the one run-name grammar, ``<key>-x<scale>[-<tag>]``: ``key`` is what the paper tables join

@@ -32,7 +32,7 @@ def project(tmp_path_factory, mirror):
     params["prepare"].update(workers=1)
     params["downstream"].update(testsets=["celeba_test"], dlib_max_images=6,
                                 mobilefacenet_weights=str(MODELS / "mobilefacenet_casia_068.ckpt"),
-                                pfld_weights=str(MODELS / "pfld_68pt.onnx"))
+                                pfld_weights=str(MODELS / "pfld_68pt.onnx"), pfld_testsets=None)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     faces, _ = prepare(build_raw_index(root / "data" / "raw"), root / "data" / "faces", params["prepare"],
                        progress=False, raw_root=root / "data" / "raw")
@@ -61,6 +61,15 @@ def test_downstream_stage_verifies_with_both_networks(project):
     assert hr["verif_mobilefacenet_auc"] >= bic["verif_mobilefacenet_auc"]
     assert hr["identity_cos_mobilefacenet"] == pytest.approx(1.0) and bic["identity_cos_mobilefacenet"] < 0.9
     assert hr["lmk_pfld_nme_io"] == pytest.approx(0.0) and bic["lmk_pfld_nme_io"] > 0
+    assert any(isinstance(k, tuple) and k[0] == "pfld_hr" for k in cache)   # PFLD's HR half: once per stage
+    # pfld_testsets leaves a test set out, and says so in the params' terms
+    p2 = yaml.safe_load((root / "params.yaml").read_text())
+    p2["downstream"]["pfld_testsets"] = ["helen50"]
+    (root / "params_pf.yaml").write_text(yaml.safe_dump(p2, sort_keys=False))
+    r2 = downstream_run(root / "params_pf.yaml", "bicubic-x8", data_root=root / "data", results_root=root / "results",
+                        out_root=root / "downstream_pf", progress=False, hr_cache=cache)["celeba_test"]
+    assert r2["metrics"]["lmk_pfld_nme_io"] is None and "pfld_testsets" in r2["missing"]["lmk_pfld_nme_io"]
+    assert r2["metrics"]["verif_mobilefacenet_auc"] == bic["verif_mobilefacenet_auc"]
     assert "identity_model_2" in out["hr-x8"]["protocol"] and "landmark_model_2" in out["hr-x8"]["protocol"]
     z = np.load(root / "downstream" / "bicubic-x8" / "celeba_test" / "verification_scores.npz")
     assert len(z["mobilefacenet_genuine"]) == len(z["mobilefacenet_impostor"]) > 0

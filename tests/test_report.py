@@ -605,6 +605,11 @@ def test_tables_ours_under_the_papers_convention(fake, paper):
     assert T.build_table(mode_ii, ours, paper, ps).equals(T.build_table(mode_ii, ours, paper))
     assert _cell(T.build_table(SP.TABLES_BY_NAME["wnet_t1_mode_i"], ours, paper, ps), "W-Net",
                  "CelebA ×4 PSNR↑") == "31.77 / 31.00"
+    # a test set the frame does not cover at all (report.protocol_testsets: helen50 only): ref value, marked
+    helen_only = _conventions_frame([("fishfsrnet-x8", "helen50", "family_B", 25.0, 0.7)])
+    fb = T.build_table(spec, ours, paper, helen_only)
+    assert _cell(fb, "Model 8", "CelebA ×8 PSNR↑") == "27.54 / 26.20" + T.REF_MARK
+    assert any(d.startswith(T.REF_MARK + " under the project's protocol") for d in T.table_details(spec, fb, ours))
 
 
 # ============================================================================ ranking agreement (issue 11)

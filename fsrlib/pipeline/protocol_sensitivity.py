@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from itertools import combinations
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,7 @@ from ..io import write_csv, write_text
 from ..metrics.scoring import CONVENTIONS, build_metric, score_conventions
 from ..metrics.vif_pyramid import VIFPyramid
 
-__all__ = ["protocol_sensitivity", "write_protocol_sensitivity", "COLUMNS"]
+__all__ = ["protocol_testsets", "protocol_sensitivity", "write_protocol_sensitivity", "COLUMNS"]
 
 COLUMNS = ["run", "scale", "testset", "n_images", "convention", "lr_source", "psnr", "ssim", "vif", "lpips",
            "d_psnr", "d_ssim", "d_vif", "d_lpips"]
@@ -100,6 +100,13 @@ def _testset_faces(faces: pd.DataFrame, ts: str) -> pd.DataFrame:
     f = faces[faces.dataset == ds]
     f = f[f.helen50.astype(bool)] if split == "helen50" else f[f.split == split]
     return f.sort_values("name")
+
+
+def protocol_testsets(params: Mapping) -> list[str]:
+    """The test sets to re-score: ``report.protocol_testsets`` (the demo: helen50, ~90 ms a face
+    for every convention), else every test set of ``evaluate.testsets``."""
+    rep = (params.get("report") or {}).get("protocol_testsets")
+    return list(rep) if rep else list((params.get("evaluate") or {}).get("testsets") or ["helen50"])
 
 
 def protocol_sensitivity(results_root="results", data_root="data", testsets: Sequence[str] = ("helen50",),

@@ -44,6 +44,8 @@ def expected_method_keys(paper: pd.DataFrame | None = None) -> list[str]:
 
 #: the metrics a table's convention (``TableSpec.convention``) applies to
 CONVENTION_METRICS = ("psnr", "ssim")
+#: after our PSNR / SSIM: under the project's protocol, the test set not re-scored under the paper's
+REF_MARK = "‡"
 
 
 def convention_label(name: str) -> str:
@@ -60,6 +62,7 @@ class _Cell:
     ours: float | None = None
     ours_reason: str = ""
     proxy: bool = False
+    ref_fallback: bool = False   # the paper's convention was not computed for this test set: ref value
     run: str = ""
     testset: str = ""
 
@@ -113,6 +116,13 @@ class _Ours:
         v = self.scored.get((run, testset, convention))
         if v is None:
             return None, f"not re-scored under {convention}: no saved SR images of run {run} on {testset}"
+        return self._checked(run, testset, metric, convention, v)
+
+    def rescored(self, testset: str) -> bool:
+        """Whether the conventions frame covers ``testset`` at all (``report.protocol_testsets``)."""
+        return self.scored is not None and any(k[1] == testset for k in self.scored)
+
+    def _checked(self, run: str, testset: str, metric: str, convention: str, v: dict) -> tuple[float | None, str]:
         g = self.by_run[run]
         n = pd.to_numeric(g.loc[g["testset"] == testset, "n_images"], errors="coerce").dropna()
         if len(n) and int(n.max()) != int(v["n"]):  # evaluate's save_images: N keeps the first N faces only
@@ -159,7 +169,7 @@ def _fmt(v: float, decimals: int) -> str:
 def _cell_text(c: _Cell, decimals: int) -> str:
     p = c.paper if c.paper is not None else f"{MISSING} ({c.paper_reason})"
     if c.ours is not None:
-        o = _fmt(c.ours, decimals) + (PROXY_MARK if c.proxy else "")
+        o = _fmt(c.ours, decimals) + (PROXY_MARK if c.proxy else "") + (REF_MARK if c.ref_fallback else "")
     else:
         o = f"{MISSING} ({c.ours_reason})"
     return f"{p} / {o}"
@@ -209,7 +219,10 @@ def _compute_cells(spec: TableSpec, ours: pd.DataFrame | _Ours, paper: pd.DataFr
                     our_metric, conv = OURS_METRIC.get(col.metric, (col.metric, None))
                     v, reason = O.value(run, testset, our_metric)
                     if v is not None and convention != "ref" and col.metric in CONVENTION_METRICS:
-                        v, reason = O.value_under(run, testset, col.metric, convention)
+                        if O.rescored(testset):
+                            v, reason = O.value_under(run, testset, col.metric, convention)
+                        else:   # this test set was not re-scored (report.protocol_testsets): ref, marked
+                            c.ref_fallback = True
                     if v is not None:
                         c.ours, c.run, c.proxy = (conv(v) if conv else v), run, bool(note)
                         c.testset = testset
@@ -406,6 +419,9 @@ def table_details(spec: TableSpec, df: pd.DataFrame, ours: pd.DataFrame | None) 
         out.append(f"Ours' PSNR/SSIM: the saved SR images scored under {conv} ({CONVENTIONS[conv]['label']}; "
                    "fsrlib.metrics.scoring, shift per run: protocol_sensitivity.md); the other metrics and "
                    "ours_summary are under the project's protocol (ref).")
+        if any(REF_MARK in str(v) for v in df.to_numpy().ravel()):
+            out.append(f"{REF_MARK} under the project's protocol (ref): that test set is not re-scored under "
+                       f"{conv} in this profile (report.protocol_testsets).")
     elif spec.convention != conv and any(c.metric in CONVENTION_METRICS for c in spec.cols):
         out.append(f"Ours' PSNR/SSIM are the evaluate stage's, not re-scored under the paper's {spec.convention} "
                    f"({CONVENTIONS[spec.convention]['label']}).")

@@ -13,6 +13,12 @@ mode: bf16 must stay finite and close to fp32.
 
     python benchmarks/train_precision.py                      # every trained demo run, ~5 min on 2 cores
     python benchmarks/train_precision.py --runs 'sparnet*' --steps 3 --no-full
+    python benchmarks/train_precision.py --psnr sparnet-x8,edsr-x8   # + PSNR at equal steps, fp32 vs bf16+cl
+
+``--psnr RUNS``: those runs trained at their full demo schedule twice, ``amp: false`` and
+``amp: auto``, same seed, then scored on helen50 (the evaluate stage's PSNR), beside the
+noise floor of their seeds (std of ``metrics/<run>[-seed<k>].json`` helen50 PSNR):
+``<out>/train_precision_psnr.md``.
 """
 from __future__ import annotations
 
@@ -34,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fsrlib.config import all_runs, load_and_validate, run_config  # noqa: E402
+from fsrlib.config import all_runs, load_and_validate, parse_run_name, run_config  # noqa: E402
 from fsrlib.inference import input_key  # noqa: E402
 from fsrlib.models import count_macs, count_params  # noqa: E402
 from fsrlib.pipeline.train_stage import _has_no_weights, make_datasets, needed_keys  # noqa: E402
@@ -79,6 +85,55 @@ def time_modes(cfg: dict, ds, batch, steps: int, warmup: int, runs_root: Path) -
     return {m: (1000 * statistics.median(times[m]), float(logs[m]["loss"])) for m in MODES}
 
 
+def psnr_at_equal_steps(params: dict, runs: list[str], data: Path, out: Path) -> list[dict]:
+    """Each run trained with ``amp: false`` and ``amp: auto`` (same seed, full schedule), its
+    helen50 PSNR under the evaluate stage's protocol, and its seeds' std from ``metrics/``."""
+    import json
+    import tempfile
+
+    from fsrlib.data.datasets import FaceSRDataset
+    from fsrlib.inference import RunPredictor
+    from fsrlib.pipeline.evaluate import psnr_of
+
+    ev = params.get("evaluate") or {}
+    rows = []
+    for run in runs:
+        cfg = run_config(params, run)
+        ds, val = make_datasets(params, cfg, needed_keys(cfg), data)
+        r = {"run": run, "iters": cfg["iters"], "batch": cfg["batch_size"]}
+        with tempfile.TemporaryDirectory() as tmp:
+            for mode, amp in (("fp32", False), ("bf16+cl (auto)", "auto")):
+                t0 = time.perf_counter()
+                Trainer({**cfg, "amp": amp}, ds, val, runs_root=Path(tmp) / mode, device="cpu", progress=False).fit()
+                pred = RunPredictor.from_run(run, Path(tmp) / mode)
+                test = FaceSRDataset(root=data, dataset="helen", split="helen50", scale=cfg["scale"],
+                                     keys=("hr", input_key(pred.model)))
+                r[f"{mode} PSNR"] = psnr_of(pred, test, ev)[0]
+                r[f"{mode} train (s)"] = time.perf_counter() - t0
+        seeds = []
+        for f in sorted(Path("metrics").glob(f"{run}*.json")):
+            if f.stem == run or parse_run_name(f.stem)[2].startswith("seed"):
+                seeds.append(json.loads(f.read_text())["helen50"]["psnr"])
+        r["difference (dB)"] = r["bf16+cl (auto) PSNR"] - r["fp32 PSNR"]
+        r["seed std (dB)"] = statistics.stdev(seeds) if len(seeds) > 1 else float("nan")
+        r["n seeds"] = len(seeds)
+        rows.append(r)
+        print(r, flush=True)
+    cols = list(rows[0]) if rows else []
+    lines = ["# PSNR at equal steps: fp32 vs bf16 autocast + channels_last (amp: auto)", "",
+             f"- date (UTC): {_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M')}; torch "
+             f"{torch.__version__}, {torch.get_num_threads()} threads", "",
+             "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in r.values()) + " |"
+              for r in rows]
+    lines += ["", "Each run trained twice at its demo schedule (same seed, data order and initial weights), "
+              "helen50 PSNR by the evaluate stage's code; `seed std`: the standard deviation of its seeds' "
+              "helen50 PSNR (metrics/), the noise floor a precision change has to stay inside."]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_precision_psnr.md").write_text("\n".join(lines) + "\n")
+    return rows
+
+
 def write(rows: list[dict], out: Path, header: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "train_precision.csv", "w", newline="") as f:
@@ -108,11 +163,15 @@ def main(argv=None) -> list[dict]:
     ap.add_argument("--no-full", action="store_true", help="skip the full-size SPARNet row")
     ap.add_argument("--data", default="data")
     ap.add_argument("--out", default="reports/benchmarks")
+    ap.add_argument("--psnr", default="", help="comma-separated runs: train fp32 and bf16+cl, compare helen50 PSNR")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     params = load_and_validate(a.params)
+    if a.psnr:
+        return psnr_at_equal_steps(params, a.psnr.split(","), Path(a.data), Path(a.out))
     pats = a.runs.split(",")
-    names = [n for n in all_runs(params) if any(fnmatch.fnmatch(n, p) for p in pats)]
+    names = [n for n in all_runs(params) if any(fnmatch.fnmatch(n, p) for p in pats)
+             and not parse_run_name(n)[2].startswith("seed")]   # a seed copy times the same model
     cfgs = []
     for n in names:
         cfg = run_config(params, n)

@@ -73,10 +73,9 @@ def write_runs_table(out_dir: str | Path, runs_root: str | Path = "runs", params
     df = build_runs_table(runs_root, params, complexity)
     out_dir = Path(out_dir)
     head = ["# Our runs: budget, time, size", "",
-            "One row per run of `runs/` (from each `run.json`, written by the train stage). Images seen = "
-            "iterations × batch × processes; wall time = training time in seconds on the device named (timings "
-            "depend on the machine and its load); MACs of one 128-px face's inference (prior network included), "
-            "counted by `fsrlib.models.common.count_macs`. Every table's caption links here. Model cards: "
+            "One row per run (its `run.json`). Images seen = iterations × batch × processes; wall time = "
+            "training seconds on the device named (machine and load dependent); MACs of one 128-px face's "
+            "inference, prior network included (`fsrlib.models.common.count_macs`). Model cards: "
             "`runs/<run>/README.md`.", ""]
     if df.empty:
         body = ["(no run.json under runs/ yet)"]

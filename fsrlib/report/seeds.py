@@ -152,7 +152,7 @@ def ablation_notes(ours: pd.DataFrame, ablations=ABLATIONS, metric: str = "psnr"
 
 
 def below_reference_notes(ours: pd.DataFrame, parents: dict, reference: str = "bicubic",
-                          testset: str = "helen50") -> list[str]:
+                          testset: str = "helen50", stage_images: int | None = None) -> list[str]:
     """For every run started from another (GAN fine-tunes, FishFSRNet) whose PSNR on ``testset``
     ends below ``bicubic-x<s>``: its PSNR / SSIM change against the parent it started from, the
     measured reason a table row gives (a GAN trades PSNR for its adversarial term)."""
@@ -169,6 +169,6 @@ def below_reference_notes(ours: pd.DataFrame, parents: dict, reference: str = "b
         lines.append(f"{run} ends below {ref} on {testset} ({p[(run, testset, 'psnr')]:.2f} vs "
                      f"{p[(ref, testset, 'psnr')]:.2f} dB): against {parent}, the run it starts from, "
                      f"PSNR {p[(run, testset, 'psnr')] - p[(parent, testset, 'psnr')]:+.2f} dB and SSIM "
-                     f"{p[(run, testset, 'ssim')] - p[(parent, testset, 'ssim')]:+.4f} in its own "
-                     "1,600-image stage.")
+                     f"{p[(run, testset, 'ssim')] - p[(parent, testset, 'ssim')]:+.4f} in its own stage"
+                     + (f" ({stage_images:,} images)." if stage_images else "."))
     return lines

@@ -50,7 +50,11 @@ REF_MARK = "‡"
 
 def convention_label(name: str) -> str:
     """``"family B (Y round, crop 8, SSIM 7x7)"``: a convention's name and its settings, short."""
-    return f"{name.replace('_', ' ')} ({CONVENTIONS[name]['label'].rsplit(': ', 1)[-1]})"
+    return f"{name.replace('_', ' ')} ({_SHORT.get(name) or CONVENTIONS[name]['label'].rsplit(': ', 1)[-1]})"
+
+
+#: the captions' short form of a convention (the full one: the table's notes, protocol_sensitivity.md)
+_SHORT = {"family_A": "PIL LR, Y trunc, crop 0, SSIM Gaussian", "family_B": "Y round, crop 8, SSIM 7x7"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -552,7 +556,9 @@ def build_all(results_dir: str | Path = "results", runs_dir: str | Path | None =
                           [protocol_caption(ours, all_ours).replace("Ours: ", "Ours, full protocol: ", 1)]
                           + ablation_notes(ours)
                           + below_reference_notes(ours, {r: c["from"] for r, c in
-                                                         ((params or {}).get("chained") or {}).items()}))
+                                                         ((params or {}).get("chained") or {}).items()},
+                                                  stage_images=(((params or {}).get("train") or {})
+                                                                .get("budget") or {}).get("images")))
     written += [md, csv]
     index.append(f"| [ours_summary](ours_summary.md) | — | ours | {len(summary)} rows | all our runs |")
     if runs_dir is not None:
